@@ -1,0 +1,63 @@
+// The command tree and the one place that turns errors into exit codes.
+import { isatty } from "node:tty";
+import type { CommandDef } from "citty";
+import { VERSION } from "../version.ts";
+import { checkFlags, splitAtDoubleDash } from "./argv.ts";
+import { EXIT, ExitError } from "./exit-codes.ts";
+
+export const subCommands = {
+  parse: () => import("./parse.ts").then((m) => m.default),
+  rules: () => import("./rules.ts").then((m) => m.default),
+  schema: () => import("./schema.ts").then((m) => m.default),
+} satisfies Record<string, () => Promise<CommandDef<any>>>;
+
+/** The subcommands that take a command to run after "--". */
+const TAKES_COMMAND = new Set<string>(["run"]);
+
+/** Arguments after "--" (the sandboxed command), for the subcommand that takes them. */
+export let passthrough: string[] | null = null;
+
+export async function cli(argv: string[]): Promise<number> {
+  // citty colours help text without asking whether anyone sees colours; its choice is made at import.
+  if (!isatty(1) || !isatty(2)) process.env.NO_COLOR ??= "1";
+  const citty = await import("citty");
+  const root = citty.defineCommand({
+    meta: { name: "proxywall", version: VERSION, description: "Run a program whose only way out is an HTTP proxy, and report every connection that tries to go around it" },
+    subCommands,
+  });
+  const { own, rest } = splitAtDoubleDash(argv);
+  passthrough = rest;
+  try {
+    const name = own.find((a) => !a.startsWith("-"));
+    const sub = name === undefined ? undefined : subCommands[name as keyof typeof subCommands];
+    if (own.includes("--help") || own.includes("-h") || own.length === 0) {
+      if (name !== undefined && !sub) throw new ExitError(`unknown command ${name}`, EXIT.usage);
+      const cmd = sub ? await sub() : root;
+      console.log(`${await citty.renderUsage(cmd as CommandDef, sub ? root : undefined)}\n`);
+      return own.length === 0 ? EXIT.usage : EXIT.ok;
+    }
+    if (!sub) throw new ExitError(name === undefined ? `no command given (try proxywall --help)` : `unknown command ${name} (try proxywall --help)`, EXIT.usage);
+    const cmd = (await sub()) as CommandDef;
+    const subArgs = own.slice(own.indexOf(name!) + 1);
+    if (own.indexOf(name!) > 0) throw new ExitError(`unknown option ${own[0]}`, EXIT.usage);
+    checkFlags((await cmd.args) as never, subArgs);
+    if (rest !== null && !TAKES_COMMAND.has(name!)) {
+      throw new ExitError(`proxywall ${name} takes no command after --`, EXIT.usage);
+    }
+    let code: number = EXIT.ok;
+    await citty.runCommand(cmd, { rawArgs: subArgs }).then((r) => {
+      if (typeof r.result === "number") code = r.result;
+    });
+    return code;
+  } catch (e) {
+    if (e instanceof ExitError) {
+      console.error(`proxywall: ${e.message}`);
+      return e.code;
+    }
+    if (e instanceof Error && e.name === "CLIError") {
+      console.error(`proxywall: ${e.message.replace(/\u001b\[\d+m/g, "")}`);
+      return EXIT.usage;
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,56 @@
+// Options that shape the fence, shared by `run` (which applies it) and `rules` (which prints it),
+// so that both build the very same plan from the same words.
+import type { ArgsDef } from "citty";
+import * as v from "valibot";
+import { DEFAULT_POOL, parsePool, type Pool } from "../plan/addresses.ts";
+import type { LogTarget } from "../plan/ruleset.ts";
+import { intOption } from "./argv.ts";
+
+export const fenceArgs = {
+  "proxy-port": { type: "string", description: "port of the proxy on the host side of the sandbox", default: "3128" },
+  backend: { type: "string", description: "firewall tool: nft, or iptables (iptables-restore + ip6tables-restore); run picks nft when it is there", valueHint: "nft|iptables" },
+  log: { type: "string", description: "where rejected attempts are logged: nflog (per namespace), kmsg (kernel log), none", default: "nflog", valueHint: "nflog|kmsg|none" },
+  "log-rate": { type: "string", description: "log at most this many attempts per second per protocol (the rejects themselves are not limited)", default: "100" },
+  "nflog-group": { type: "string", description: "NFLOG group inside the sandbox namespace", default: "1" },
+  pool: { type: "string", description: "IPv4 range that sandbox /30 subnets are taken from", default: DEFAULT_POOL },
+} as const satisfies ArgsDef;
+
+export const FenceOptions = v.object({
+  proxyPort: intOption(1, 65535),
+  backend: v.optional(v.picklist(["nft", "iptables"], "must be nft or iptables")),
+  log: v.picklist(["nflog", "kmsg", "none"], "must be nflog, kmsg or none"),
+  logRate: intOption(1, 100000),
+  nflogGroup: intOption(0, 65535),
+  pool: v.pipe(
+    v.string(),
+    v.rawTransform(({ dataset, addIssue, NEVER }) => {
+      const pool = parsePool(dataset.value);
+      if (typeof pool === "string") {
+        addIssue({ message: pool });
+        return NEVER;
+      }
+      return pool;
+    }),
+  ),
+});
+
+export type FenceOptions = v.InferOutput<typeof FenceOptions>;
+
+export function fenceInput(args: Record<string, unknown>) {
+  return {
+    proxyPort: args["proxy-port"],
+    backend: args.backend,
+    log: args.log,
+    logRate: args["log-rate"],
+    nflogGroup: args["nflog-group"],
+    pool: args.pool,
+  };
+}
+
+export function logTarget(o: FenceOptions, prefix: string): LogTarget {
+  if (o.log === "nflog") return { kind: "nflog", group: o.nflogGroup, prefix };
+  if (o.log === "kmsg") return { kind: "kmsg", prefix };
+  return { kind: "none" };
+}
+
+export type { Pool };

@@ -1,0 +1,45 @@
+// `proxywall rules`: prints the exact ruleset a sandbox installs, without root, changing nothing.
+import { defineCommand } from "citty";
+import * as v from "valibot";
+import { ID_PATTERN, sandboxNames, slotAddresses } from "../plan/addresses.ts";
+import { ALL_FEATURES, planRuleset } from "../plan/ruleset.ts";
+import { renderNft } from "../plan/render-nft.ts";
+import { renderIptables } from "../plan/render-iptables.ts";
+import { validate, intOption } from "./argv.ts";
+import { usageError } from "./exit-codes.ts";
+import { FenceOptions, fenceArgs, fenceInput, logTarget } from "./fence-options.ts";
+
+const Options = v.object({
+  ...FenceOptions.entries,
+  id: v.pipe(v.string(), v.regex(ID_PATTERN, "must be 8 lower-case hex digits")),
+  slot: intOption(0, 65535),
+});
+
+export default defineCommand({
+  meta: { name: "rules", description: "Print the firewall ruleset a sandbox installs (nftables script, or iptables-restore input)" },
+  args: {
+    ...fenceArgs,
+    id: { type: "string", description: "sandbox id the log prefix names", default: "00000000" },
+    slot: { type: "string", description: "which /30 of the pool the sandbox has", default: "0" },
+  },
+  run({ args }) {
+    const o = validate(Options, { ...fenceInput(args), id: args.id, slot: args.slot });
+    if (o.slot >= o.pool.slots) throw usageError(`--slot: pool ${o.pool.text} has ${o.pool.slots} slots`);
+    const addrs = slotAddresses(o.pool, o.slot);
+    const ruleset = planRuleset({
+      hostV4: addrs.hostV4,
+      hostV6: addrs.hostV6,
+      proxyPort: o.proxyPort,
+      log: logTarget(o, sandboxNames(o.id).logPrefix),
+      logRate: o.logRate,
+      features: ALL_FEATURES,
+    });
+    if ((o.backend ?? "nft") === "nft") {
+      console.log(`# nft -f FILE, inside the sandbox network namespace\n${renderNft(ruleset)}`);
+    } else {
+      console.log(`# iptables-restore, inside the sandbox network namespace\n${renderIptables(ruleset, "ipv4")}`);
+      console.log(`# ip6tables-restore, inside the sandbox network namespace\n${renderIptables(ruleset, "ipv6")}`);
+    }
+    return 0;
+  },
+});

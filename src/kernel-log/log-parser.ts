@@ -1,0 +1,66 @@
+// Streaming kernel-log parser: text in, bypass_detect events out, counts of what was skipped.
+import { bypassEvent } from "../events/bypass-event.ts";
+import type { BypassDetect, Source } from "../events/schema.ts";
+import { kernelRecord } from "./kmsg-record.ts";
+import { parseLogFields } from "./log-fields.ts";
+import type { PrefixMatcher } from "./log-prefix.ts";
+import { LineSplitter } from "./line-splitter.ts";
+
+export interface ParseStats {
+  lines: number;
+  records: number;
+  events: number;
+  skipped_incomplete: number;
+  skipped_other_proto: number;
+  oversize_lines: number;
+}
+
+export interface ParserOptions {
+  matcher: PrefixMatcher;
+  source: Source;
+  proxy?: { addrs: readonly string[]; port: number } | undefined;
+  onEvent: (event: BypassDetect) => void;
+}
+
+export class KernelLogParser {
+  private readonly splitter: LineSplitter;
+  private readonly counts = { lines: 0, records: 0, events: 0, skipped_incomplete: 0, skipped_other_proto: 0 };
+
+  constructor(private readonly opts: ParserOptions) {
+    this.splitter = new LineSplitter((line) => this.line(line));
+  }
+
+  push(text: string): void {
+    this.splitter.push(text);
+  }
+
+  end(): void {
+    this.splitter.end();
+  }
+
+  stats(): ParseStats {
+    return { ...this.counts, oversize_lines: this.splitter.oversize };
+  }
+
+  /** One line of log text; also the entry point for sources that already deliver whole records. */
+  line(line: string): void {
+    this.counts.lines++;
+    const { matcher } = this.opts;
+    if (line.indexOf(matcher.marker) === -1) return;
+    const record = kernelRecord(line);
+    if (!record) return;
+    const m = matcher.match(record.message);
+    if (!m) return;
+    this.counts.records++;
+    const parsed = parseLogFields(m.rest);
+    if (!parsed.ok) {
+      if (parsed.why === "incomplete") this.counts.skipped_incomplete++;
+      else this.counts.skipped_other_proto++;
+      return;
+    }
+    this.counts.events++;
+    this.opts.onEvent(
+      bypassEvent({ sandbox: m.sandbox, source: this.opts.source, proxy: this.opts.proxy }, parsed.fields, record.logTime),
+    );
+  }
+}

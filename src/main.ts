@@ -1,0 +1,20 @@
+// proxywall entry point. Kept tiny: `--version` answers before anything else is loaded, and each
+// subcommand is imported only when it runs.
+import { VERSION } from "./version.ts";
+
+async function main(argv: string[]): Promise<number> {
+  if (argv.length === 1 && (argv[0] === "--version" || argv[0] === "-V")) {
+    console.log(VERSION);
+    return 0;
+  }
+  const { cli } = await import("./cli/cli.ts");
+  return cli(argv);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e) => {
+    console.error(`proxywall: error: ${e instanceof Error ? e.message : String(e)}`);
+    process.exit(1);
+  },
+);

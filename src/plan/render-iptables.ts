@@ -1,0 +1,53 @@
+// The ruleset as iptables-restore and ip6tables-restore input, for hosts without nft.
+import type { Action, Family, Rule, Ruleset } from "./ruleset.ts";
+
+const ICMPV6_NAMES: Record<string, string> = {
+  "nd-router-solicit": "router-solicitation",
+  "nd-neighbor-solicit": "neighbour-solicitation",
+  "nd-neighbor-advert": "neighbour-advertisement",
+  "mld-listener-report": "131",
+  "mld2-listener-report": "143",
+};
+
+function target(a: Action, family: Family): string {
+  switch (a.kind) {
+    case "accept":
+      return "-j ACCEPT";
+    case "drop":
+      return "-j DROP";
+    case "reject-tcp-reset":
+      return "-j REJECT --reject-with tcp-reset";
+    case "reject-port-unreachable":
+      return `-j REJECT --reject-with ${family === "ipv4" ? "icmp-port-unreachable" : "icmp6-port-unreachable"}`;
+    case "log": {
+      const limit = a.limit ? `-m limit --limit ${a.limit.perSecond}/sec --limit-burst ${a.limit.burst} ` : "";
+      const t = a.target;
+      return t.kind === "nflog"
+        ? `${limit}-j NFLOG --nflog-group ${t.group} --nflog-prefix "${t.prefix}" --nflog-threshold 1`
+        : `${limit}-j LOG --log-prefix "${t.prefix}" --log-level 4 --log-uid`;
+    }
+  }
+}
+
+function iptablesRules(r: Rule, family: Family): string[] {
+  if (r.family && r.family !== family) return [];
+  const m: string[] = ["-A OUTPUT"];
+  if (r.oif) m.push(`-o ${r.oif}`);
+  if (r.daddr) m.push(`-d ${r.daddr}/${family === "ipv4" ? 32 : 128}`);
+  if (r.proto === "icmp") m.push(family === "ipv4" ? "-p icmp" : "-p ipv6-icmp");
+  else if (r.proto) m.push(`-p ${r.proto}`);
+  if (r.dport !== undefined) m.push(`-m ${r.proto} --dport ${r.dport}`);
+  if (r.ctState) m.push(`-m conntrack --ctstate ${r.ctState.map((s) => s.toUpperCase()).join(",")}`);
+  const head = m.join(" ");
+  const tail = target(r.action, family);
+  if (r.icmpv6Types) {
+    return r.icmpv6Types.map((t) => `${head} -p ipv6-icmp -m icmp6 --icmpv6-type ${ICMPV6_NAMES[t] ?? t} ${tail}`);
+  }
+  return [`${head} ${tail}`];
+}
+
+/** iptables-restore input for one family: the filter table with the OUTPUT chain as planned. */
+export function renderIptables(ruleset: Ruleset, family: Family): string {
+  const lines = ruleset.rules.flatMap((r) => iptablesRules(r, family));
+  return `*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT DROP [0:0]\n${lines.join("\n")}\nCOMMIT\n`;
+}

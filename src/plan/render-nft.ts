@@ -1,0 +1,55 @@
+// The ruleset as one nftables script for `nft -f FILE`: one inet table, applied atomically.
+import type { Action, Rule, Ruleset } from "./ruleset.ts";
+
+export const NFT_TABLE = "proxywall";
+
+const quote = (s: string) => `"${s.replace(/["\\]/g, "")}"`;
+
+function action(a: Action): string {
+  switch (a.kind) {
+    case "accept":
+    case "drop":
+      return a.kind;
+    case "reject-tcp-reset":
+      return "reject with tcp reset";
+    case "reject-port-unreachable":
+      return "reject with icmpx type port-unreachable";
+    case "log": {
+      const limit = a.limit ? `limit rate ${a.limit.perSecond}/second burst ${a.limit.burst} packets ` : "";
+      const t = a.target;
+      return t.kind === "nflog"
+        ? `${limit}log prefix ${quote(t.prefix)} group ${t.group} queue-threshold 1`
+        : `${limit}log prefix ${quote(t.prefix)} level warn flags skuid`;
+    }
+  }
+}
+
+export function nftRule(r: Rule): string {
+  const parts: string[] = [];
+  if (r.oif) parts.push(`oifname ${quote(r.oif)}`);
+  if (r.ctState) parts.push(`ct state ${r.ctState.join(",")}`);
+  if (r.daddr) parts.push(`${r.family === "ipv6" ? "ip6" : "ip"} daddr ${r.daddr}`);
+  if (r.icmpv6Types) parts.push(`icmpv6 type { ${r.icmpv6Types.join(", ")} }`);
+  if (r.proto === "icmp") parts.push(`meta l4proto ${r.family === "ipv6" ? "ipv6-icmp" : "icmp"}`);
+  else if (r.proto && r.dport !== undefined) parts.push(`${r.proto} dport ${r.dport}`);
+  else if (r.proto) parts.push(`meta l4proto ${r.proto}`);
+  else if (r.family && !r.daddr && !r.icmpv6Types) parts.push(`meta nfproto ${r.family}`);
+  if (r.counter) parts.push("counter");
+  parts.push(action(r.action), `comment ${quote(r.comment)}`);
+  return parts.join(" ");
+}
+
+export function renderNft(ruleset: Ruleset): string {
+  const body = ruleset.rules.map((r) => `\t\t${nftRule(r)}\n`).join("");
+  // "add" then "delete" makes the script replace an older table in the same atomic batch.
+  return (
+    `add table inet ${NFT_TABLE}\n` +
+    `delete table inet ${NFT_TABLE}\n` +
+    `table inet ${NFT_TABLE} {\n` +
+    `\tchain output {\n` +
+    `\t\ttype filter hook output priority filter; policy drop;\n` +
+    body +
+    `\t}\n` +
+    `}\n`
+  );
+}

@@ -1,0 +1,108 @@
+// The sandbox firewall as pure data: what each rule matches and does, in order. Renderers turn
+// it into an nftables script or iptables-restore input; nothing here touches the system.
+//
+// Order matters:
+//  1. loopback first: the reset a TCP reject sends travels over lo, and a reject that caught it
+//     would leave the client hanging for about two minutes;
+//  2. replies (established/related);
+//  3. the proxy (TCP to the host side at the proxy port);
+//  4. IPv6 neighbour discovery, so the link itself keeps working;
+//  5. every other TCP and UDP connection: a rate-limited log step, then a reject that fails fast
+//     (TCP reset: ICMP would cost blocking and IPv6 clients a one-second retransmit);
+//  6. ping to the host side; everything else (other protocols, ICMP elsewhere) is dropped.
+
+export type Family = "ipv4" | "ipv6";
+
+export type LogTarget =
+  | { kind: "nflog"; group: number; prefix: string }
+  | { kind: "kmsg"; prefix: string }
+  | { kind: "none" };
+
+export interface Features {
+  /** conntrack (ct state): without it replies to inbound connections are not let through. */
+  conntrack: boolean;
+  /** The log step (NFLOG or LOG target). */
+  log: boolean;
+  /** Rate limiting of the log step. */
+  limit: boolean;
+}
+
+export const ALL_FEATURES: Features = { conntrack: true, log: true, limit: true };
+
+export interface RulesetInput {
+  hostV4: string;
+  hostV6: string;
+  proxyPort: number;
+  log: LogTarget;
+  /** Log at most this many packets per second per protocol (burst twice that). */
+  logRate: number;
+  features: Features;
+}
+
+export type Action =
+  | { kind: "accept" }
+  | { kind: "log"; target: Exclude<LogTarget, { kind: "none" }>; limit: { perSecond: number; burst: number } | null }
+  | { kind: "reject-tcp-reset" }
+  | { kind: "reject-port-unreachable" }
+  | { kind: "drop" };
+
+export interface Rule {
+  /** Why the rule is there; also its comment in the rendered ruleset. */
+  comment: string;
+  /** Only this family; absent means both. */
+  family?: Family;
+  oif?: string;
+  ctState?: readonly string[];
+  proto?: "tcp" | "udp" | "icmp";
+  daddr?: string;
+  dport?: number;
+  /** ICMPv6 types by nft name. */
+  icmpv6Types?: readonly string[];
+  /** Count packets (the totals behind bypass summaries). */
+  counter?: boolean;
+  action: Action;
+}
+
+export interface Ruleset {
+  rules: Rule[];
+}
+
+/** ICMPv6 messages that neighbour discovery and multicast listener reports need. */
+export const ND_TYPES = [
+  "nd-router-solicit",
+  "nd-neighbor-solicit",
+  "nd-neighbor-advert",
+  "mld-listener-report",
+  "mld2-listener-report",
+] as const;
+
+export function planRuleset(input: RulesetInput): Ruleset {
+  const { features } = input;
+  const rules: Rule[] = [{ comment: "loopback, including the resets the rejects below send", oif: "lo", action: { kind: "accept" } }];
+  if (features.conntrack) {
+    rules.push({ comment: "replies", ctState: ["established", "related"], action: { kind: "accept" } });
+  }
+  rules.push(
+    { comment: "the proxy", family: "ipv4", proto: "tcp", daddr: input.hostV4, dport: input.proxyPort, action: { kind: "accept" } },
+    { comment: "the proxy", family: "ipv6", proto: "tcp", daddr: input.hostV6, dport: input.proxyPort, action: { kind: "accept" } },
+    { comment: "neighbour discovery", family: "ipv6", icmpv6Types: ND_TYPES, action: { kind: "accept" } },
+  );
+  for (const proto of ["tcp", "udp"] as const) {
+    if (features.log && input.log.kind !== "none") {
+      const limit = features.limit ? { perSecond: input.logRate, burst: input.logRate * 2 } : null;
+      rules.push({ comment: `log ${proto} bypass`, proto, action: { kind: "log", target: input.log, limit } });
+    }
+    rules.push({
+      comment: `reject ${proto} bypass`,
+      proto,
+      counter: true,
+      action: { kind: proto === "tcp" ? "reject-tcp-reset" : "reject-port-unreachable" },
+    });
+  }
+  rules.push(
+    { comment: "ping the host side", family: "ipv4", proto: "icmp", daddr: input.hostV4, action: { kind: "accept" } },
+    { comment: "ping the host side", family: "ipv6", proto: "icmp", daddr: input.hostV6, action: { kind: "accept" } },
+    { comment: "everything else", counter: true, action: { kind: "drop" } },
+  );
+  return { rules };
+}
