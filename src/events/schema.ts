@@ -60,10 +60,57 @@ export const Degraded = event("degraded", "A part of the sandbox that does not w
   still_protected: v.string(),
 });
 
-export const EventLine = v.variant("event", [BypassDetect, Degraded]);
+export const Backend = v.picklist(["nft", "iptables"]);
+export const LogKind = v.picklist(["nflog", "kmsg", "none"]);
+
+export const SandboxReady = event("sandbox_ready", "The sandbox is built and fenced; CMD starts next", {
+  netns: v.string(),
+  host_if: v.string(),
+  sandbox_if: v.string(),
+  host_ipv4: v.string(),
+  sandbox_ipv4: v.string(),
+  host_ipv6: v.string(),
+  sandbox_ipv6: v.string(),
+  proxy: v.strictObject({
+    url: v.pipe(v.string(), v.description("the URL CMD finds in HTTP_PROXY/HTTPS_PROXY")),
+    port: Port,
+    builtin: v.pipe(v.boolean(), v.description("false when --external-proxy names the user's own proxy")),
+  }),
+  backend: v.nullable(Backend),
+  log: LogKind,
+  degraded: v.pipe(v.array(v.string()), v.description("components that do not work; each has its own degraded line")),
+  setup_ms: v.number(),
+});
+
+export const SandboxClosed = event("sandbox_closed", "The sandbox is gone: CMD ended and everything proxywall made was removed", {
+  exit_code: v.pipe(v.number(), v.integer(), v.description("proxywall's own exit code")),
+  cmd_exit_code: v.nullable(v.number()),
+  cmd_signal: v.nullable(v.string()),
+  duration_ms: v.number(),
+  cleanup: v.pipe(v.array(v.string()), v.description("what could not be removed; empty when the host is as it was")),
+});
+
+export const ProxyConnect = event("proxy_connect", "One tunnel (CONNECT) or request (absolute URI) through the built-in proxy", {
+  method: v.string(),
+  client_addr: v.string(),
+  client_port: Port,
+  dst_host: v.string(),
+  dst_port: Port,
+  status: v.pipe(v.number(), v.integer(), v.description("HTTP status the proxy gave the client (200 for an opened tunnel)")),
+  bytes_up: v.pipe(v.number(), v.integer(), v.description("bytes from the client to the destination")),
+  bytes_down: v.pipe(v.number(), v.integer(), v.description("bytes from the destination to the client")),
+  duration_ms: v.number(),
+  outcome: v.picklist(["ok", "connect_failed", "bad_request", "client_error", "upstream_error"]),
+  error: v.nullable(v.string()),
+});
+
+export const EventLine = v.variant("event", [BypassDetect, Degraded, SandboxReady, SandboxClosed, ProxyConnect]);
 
 export type BypassDetect = v.InferOutput<typeof BypassDetect>;
 export type Degraded = v.InferOutput<typeof Degraded>;
+export type SandboxReady = v.InferOutput<typeof SandboxReady>;
+export type SandboxClosed = v.InferOutput<typeof SandboxClosed>;
+export type ProxyConnect = v.InferOutput<typeof ProxyConnect>;
 export type EventLine = v.InferOutput<typeof EventLine>;
 export type Proto = v.InferOutput<typeof Proto>;
 export type Family = v.InferOutput<typeof Family>;
