@@ -1,0 +1,157 @@
+// The fence as pure functions: the plan's order and the exact rendered text, without root.
+import { describe, expect, test } from "bun:test";
+import { ALL_FEATURES, planRuleset, type RulesetInput } from "../src/plan/ruleset.ts";
+import { renderNft } from "../src/plan/render-nft.ts";
+import { renderIptables } from "../src/plan/render-iptables.ts";
+import { IPTABLES_PREFIX_MAX } from "../src/kernel-log/log-prefix.ts";
+import { parsePool, sandboxNames, slotAddresses } from "../src/plan/addresses.ts";
+
+const base: RulesetInput = {
+  hostV4: "10.200.0.1",
+  hostV6: "fd70:7077:a11::1",
+  proxyPort: 3128,
+  log: { kind: "nflog", group: 1, prefix: "proxywall:abcd1234:" },
+  logRate: 100,
+  features: ALL_FEATURES,
+};
+
+describe("planRuleset", () => {
+  test("order: loopback, replies, proxy, ND, then log+reject per protocol, then the rest", () => {
+    const comments = planRuleset(base).rules.map((r) => `${r.comment}${r.family ? `/${r.family}` : ""}`);
+    expect(comments).toEqual([
+      "loopback, including the resets the rejects below send",
+      "replies",
+      "the proxy/ipv4",
+      "the proxy/ipv6",
+      "neighbour discovery/ipv6",
+      "log tcp bypass",
+      "reject tcp bypass",
+      "log udp bypass",
+      "reject udp bypass",
+      "ping the host side/ipv4",
+      "ping the host side/ipv6",
+      "everything else",
+    ]);
+  });
+
+  test("TCP is rejected with a reset, UDP with port-unreachable; rejects count packets", () => {
+    const rules = planRuleset(base).rules;
+    const tcp = rules.find((r) => r.comment === "reject tcp bypass")!;
+    const udp = rules.find((r) => r.comment === "reject udp bypass")!;
+    expect(tcp.action.kind).toBe("reject-tcp-reset");
+    expect(udp.action.kind).toBe("reject-port-unreachable");
+    expect(tcp.counter && udp.counter).toBe(true);
+  });
+
+  test("missing kernel features leave their rules out but never the rejects", () => {
+    const rules = planRuleset({ ...base, features: { conntrack: false, log: false, limit: false } }).rules;
+    expect(rules.some((r) => r.ctState)).toBe(false);
+    expect(rules.some((r) => r.action.kind === "log")).toBe(false);
+    expect(rules.filter((r) => r.action.kind.startsWith("reject"))).toHaveLength(2);
+    const noLimit = planRuleset({ ...base, features: { ...ALL_FEATURES, limit: false } }).rules;
+    expect(noLimit.filter((r) => r.action.kind === "log").every((r) => r.action.kind === "log" && r.action.limit === null)).toBe(true);
+  });
+
+  test("log none: no log step", () => {
+    expect(planRuleset({ ...base, log: { kind: "none" } }).rules.some((r) => r.action.kind === "log")).toBe(false);
+  });
+});
+
+describe("renderNft", () => {
+  test("exact script, NFLOG", () => {
+    expect(renderNft(planRuleset(base))).toBe(`add table inet proxywall
+delete table inet proxywall
+table inet proxywall {
+\tchain output {
+\t\ttype filter hook output priority filter; policy drop;
+\t\toifname "lo" accept comment "loopback, including the resets the rejects below send"
+\t\tct state established,related accept comment "replies"
+\t\tip daddr 10.200.0.1 tcp dport 3128 accept comment "the proxy"
+\t\tip6 daddr fd70:7077:a11::1 tcp dport 3128 accept comment "the proxy"
+\t\ticmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert, mld-listener-report, mld2-listener-report } accept comment "neighbour discovery"
+\t\tmeta l4proto tcp limit rate 100/second burst 200 packets log prefix "proxywall:abcd1234:" group 1 queue-threshold 1 comment "log tcp bypass"
+\t\tmeta l4proto tcp counter reject with tcp reset comment "reject tcp bypass"
+\t\tmeta l4proto udp limit rate 100/second burst 200 packets log prefix "proxywall:abcd1234:" group 1 queue-threshold 1 comment "log udp bypass"
+\t\tmeta l4proto udp counter reject with icmpx type port-unreachable comment "reject udp bypass"
+\t\tip daddr 10.200.0.1 meta l4proto icmp accept comment "ping the host side"
+\t\tip6 daddr fd70:7077:a11::1 meta l4proto ipv6-icmp accept comment "ping the host side"
+\t\tcounter drop comment "everything else"
+\t}
+}
+`);
+  });
+
+  test("kmsg log step quotes the prefix and asks for the socket uid", () => {
+    const text = renderNft(planRuleset({ ...base, log: { kind: "kmsg", prefix: "proxywall:abcd1234:" } }));
+    expect(text).toContain(`meta l4proto tcp limit rate 100/second burst 200 packets log prefix "proxywall:abcd1234:" level warn flags skuid comment "log tcp bypass"`);
+  });
+});
+
+describe("renderIptables", () => {
+  test("exact IPv4 input, kmsg", () => {
+    const rs = planRuleset({ ...base, log: { kind: "kmsg", prefix: "proxywall:abcd1234:" } });
+    expect(renderIptables(rs, "ipv4")).toBe(`*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT DROP [0:0]
+-A OUTPUT -o lo -j ACCEPT
+-A OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+-A OUTPUT -d 10.200.0.1/32 -p tcp -m tcp --dport 3128 -j ACCEPT
+-A OUTPUT -p tcp -m limit --limit 100/sec --limit-burst 200 -j LOG --log-prefix "proxywall:abcd1234:" --log-level 4 --log-uid
+-A OUTPUT -p tcp -j REJECT --reject-with tcp-reset
+-A OUTPUT -p udp -m limit --limit 100/sec --limit-burst 200 -j LOG --log-prefix "proxywall:abcd1234:" --log-level 4 --log-uid
+-A OUTPUT -p udp -j REJECT --reject-with icmp-port-unreachable
+-A OUTPUT -d 10.200.0.1/32 -p icmp -j ACCEPT
+-A OUTPUT -j DROP
+COMMIT
+`);
+  });
+
+  test("exact IPv6 input, NFLOG: neighbour discovery accepted before the rejects", () => {
+    expect(renderIptables(planRuleset(base), "ipv6")).toBe(`*filter
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT DROP [0:0]
+-A OUTPUT -o lo -j ACCEPT
+-A OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+-A OUTPUT -d fd70:7077:a11::1/128 -p tcp -m tcp --dport 3128 -j ACCEPT
+-A OUTPUT -p ipv6-icmp -m icmp6 --icmpv6-type router-solicitation -j ACCEPT
+-A OUTPUT -p ipv6-icmp -m icmp6 --icmpv6-type neighbour-solicitation -j ACCEPT
+-A OUTPUT -p ipv6-icmp -m icmp6 --icmpv6-type neighbour-advertisement -j ACCEPT
+-A OUTPUT -p ipv6-icmp -m icmp6 --icmpv6-type 131 -j ACCEPT
+-A OUTPUT -p ipv6-icmp -m icmp6 --icmpv6-type 143 -j ACCEPT
+-A OUTPUT -p tcp -m limit --limit 100/sec --limit-burst 200 -j NFLOG --nflog-group 1 --nflog-prefix "proxywall:abcd1234:" --nflog-threshold 1
+-A OUTPUT -p tcp -j REJECT --reject-with tcp-reset
+-A OUTPUT -p udp -m limit --limit 100/sec --limit-burst 200 -j NFLOG --nflog-group 1 --nflog-prefix "proxywall:abcd1234:" --nflog-threshold 1
+-A OUTPUT -p udp -j REJECT --reject-with icmp6-port-unreachable
+-A OUTPUT -d fd70:7077:a11::1/128 -p ipv6-icmp -j ACCEPT
+-A OUTPUT -j DROP
+COMMIT
+`);
+  });
+});
+
+describe("addresses and names", () => {
+  test("names fit the kernel's 15 characters and the prefix fits iptables' 29", () => {
+    const n = sandboxNames("abcd1234");
+    for (const name of [n.hostIf, n.sandboxIf]) expect(name.length).toBeLessThanOrEqual(15);
+    expect(n.logPrefix).toBe("proxywall:abcd1234:");
+    expect(n.logPrefix.length).toBeLessThanOrEqual(IPTABLES_PREFIX_MAX);
+  });
+
+  test("slots are distinct /30s and /64s", () => {
+    const pool = parsePool("10.200.0.0/16");
+    if (typeof pool === "string") throw new Error(pool);
+    expect(pool.slots).toBe(16384);
+    expect(slotAddresses(pool, 0)).toMatchObject({ hostV4: "10.200.0.1", sandboxV4: "10.200.0.2", hostV6: "fd70:7077:a11::1", sandboxV6: "fd70:7077:a11::2" });
+    expect(slotAddresses(pool, 16383)).toMatchObject({ hostV4: "10.200.255.253", sandboxV4: "10.200.255.254", hostV6: "fd70:7077:a11:3fff::1" });
+    expect(() => slotAddresses(pool, 16384)).toThrow();
+  });
+
+  test("bad pools are refused with a reason", () => {
+    expect(parsePool("10.200.0.1/16")).toContain("host bits");
+    expect(parsePool("10.200.0.0/31")).toContain("prefix length");
+    expect(parsePool("nonsense")).toContain("CIDR");
+    expect(parsePool("300.1.1.0/24")).toContain("CIDR");
+  });
+});
