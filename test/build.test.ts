@@ -1,0 +1,204 @@
+// build.ts: the compiled binary embeds the version, ignores bunfig.toml and .env in the directory it
+// runs in, and SHA256SUMS verifies. The last test is the release build of all four targets.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import pkg from "../package.json" with { type: "json" };
+import { BuildError, checkResult, compile, smoke, TARGETS } from "../build.ts";
+
+const ROOT = join(import.meta.dir, "..");
+const canRunX64 = process.platform === "linux" && process.arch === "x64";
+
+function tempDir(tag: string): string {
+  return mkdtempSync(join(tmpdir(), `proxywall-build-test-${tag}-`));
+}
+
+function run(cmd: string[], opts: { cwd?: string; env?: Record<string, string | undefined> } = {}) {
+  const p = Bun.spawnSync(cmd, { cwd: opts.cwd ?? ROOT, env: opts.env, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
+  return { code: p.exitCode, stdout: p.stdout.toString(), stderr: p.stderr.toString() };
+}
+
+function head(path: string, bytes: number): Buffer {
+  const fd = openSync(path, "r");
+  try {
+    const buf = Buffer.alloc(bytes);
+    return buf.subarray(0, readSync(fd, buf, 0, bytes, 0));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** An environment without CI/TEST/NO_COLOR, so a .env that sets NO_COLOR=0 would show as colour. */
+function cleanEnv(home: string): Record<string, string> {
+  return { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: home, LANG: "C.UTF-8" };
+}
+
+/** A working directory an attacker prepared: a preload that leaves a marker, and a .env. */
+function hostileDir(): { dir: string; marker: string } {
+  const dir = tempDir("hostile");
+  const marker = join(dir, "PRELOAD-RAN");
+  writeFileSync(join(dir, "bunfig.toml"), `preload = ["./evil.ts"]\n[run]\npreload = ["./evil.ts"]\n`);
+  writeFileSync(join(dir, "evil.ts"), `import { writeFileSync } from "node:fs";\nwriteFileSync(${JSON.stringify(marker)}, "ran");\n`);
+  writeFileSync(join(dir, ".env"), "PROXYWALL_PROBE=from-dotenv\nPROXYWALL_DEBUG=1\nNO_COLOR=0\nFORCE_COLOR=1\n");
+  return { dir, marker };
+}
+
+describe.skipIf(!canRunX64)("native linux-x64 build", () => {
+  let out = "";
+  let bin = "";
+  let build: ReturnType<typeof run>;
+  const dirs: string[] = [];
+
+  beforeAll(() => {
+    out = tempDir("out");
+    dirs.push(out);
+    bin = join(out, "proxywall-linux-x64");
+    build = run([process.execPath, "build.ts", "--target", "linux-x64", "--outdir", out]);
+  }, 120_000);
+
+  afterAll(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  test("build.ts builds only the asked target, smoke-tests it, and writes SHA256SUMS", () => {
+    expect(build.stderr).toContain("smoke-tested proxywall-linux-x64");
+    expect(build.code).toBe(0);
+    expect(readdirSync(out).sort()).toEqual(["SHA256SUMS", "proxywall-linux-x64"]);
+    expect(readFileSync(join(out, "SHA256SUMS"), "utf8")).toMatch(/^[0-9a-f]{64} {2}proxywall-linux-x64\n$/);
+  });
+
+  test("--version prints the package version", () => {
+    const r = run([bin, "--version"], { cwd: out, env: cleanEnv(out) });
+    expect(r).toMatchObject({ code: 0, stdout: `${pkg.version}\n` });
+  });
+
+  test("SHA256SUMS verifies with sha256sum -c", () => {
+    const r = run(["sha256sum", "-c", "SHA256SUMS"], { cwd: out });
+    expect(r.stdout).toBe("proxywall-linux-x64: OK\n");
+    expect(r.code).toBe(0);
+  });
+
+  test("a bunfig.toml preload and a .env in the working directory do nothing", () => {
+    const hostile = hostileDir();
+    const clean = tempDir("clean");
+    dirs.push(hostile.dir, clean);
+    for (const args of [["--version"], ["--help"], ["schema"], ["rules", "--help"], ["no-such-command"]]) {
+      const inHostile = run([bin, ...args], { cwd: hostile.dir, env: cleanEnv(hostile.dir) });
+      const inClean = run([bin, ...args], { cwd: clean, env: cleanEnv(clean) });
+      expect({ args, ...inHostile }).toEqual({ args, ...inClean });
+    }
+    expect(existsSync(hostile.marker)).toBe(false);
+  });
+
+  test("compile() gives any entry point the same protection (a probe that prints its env)", async () => {
+    const hostile = hostileDir();
+    const work = tempDir("probe");
+    dirs.push(hostile.dir, work);
+    const entry = join(work, "probe.ts");
+    writeFileSync(entry, `console.log(JSON.stringify({ probe: process.env.PROXYWALL_PROBE ?? null, v: BUILD_VERSION }));\n`);
+    await compile("linux-x64", join(work, "probe"), "9.9.9-probe", entry);
+    const r = run([join(work, "probe")], { cwd: hostile.dir, env: cleanEnv(hostile.dir) });
+    expect(r).toMatchObject({ code: 0, stdout: `{"probe":null,"v":"9.9.9-probe"}\n` });
+    expect(existsSync(hostile.marker)).toBe(false);
+
+    // Control: with Bun's default autoload the same directory is read, so the fixture is real.
+    const control = await Bun.build({
+      entrypoints: [entry],
+      compile: { target: "bun-linux-x64", outfile: join(work, "control") },
+      define: { BUILD_VERSION: '"control"' },
+    });
+    expect(control.success).toBe(true);
+    const c = run([join(work, "control")], { cwd: hostile.dir, env: cleanEnv(hostile.dir) });
+    expect(c.stdout).toBe(`{"probe":"from-dotenv","v":"control"}\n`);
+    expect(existsSync(hostile.marker)).toBe(true);
+  }, 60_000);
+
+  test("PROXYWALL_VERSION overrides the embedded version", () => {
+    const out2 = tempDir("version");
+    dirs.push(out2);
+    const r = run([process.execPath, "build.ts", "--target", "linux-x64", "--outdir", out2], {
+      env: { ...process.env, PROXYWALL_VERSION: "7.8.9-rc.1" },
+    });
+    expect(r.code).toBe(0);
+    expect(run([join(out2, "proxywall-linux-x64"), "--version"], { cwd: out2 }).stdout).toBe("7.8.9-rc.1\n");
+  }, 60_000);
+
+  test("the smoke test rejects a binary that prints the wrong version or no JSON", async () => {
+    const work = tempDir("smoke");
+    dirs.push(work);
+    const fake = join(work, "fake");
+    writeFileSync(fake, `#!/bin/sh\n[ "$1" = --version ] && echo 1.0.0 && exit 0\necho not-json\n`, { mode: 0o755 });
+    await expect(smoke(fake, "2.0.0")).rejects.toThrow(/--version.*want 2.0.0/);
+    await expect(smoke(fake, "1.0.0")).rejects.toThrow(/did not print JSON/);
+  });
+});
+
+describe("build failures", () => {
+  test("an error-level log fails the build even when Bun reports success", () => {
+    const logs = [{ level: "error", message: "Failed to generate bytecode" }] as unknown as Bun.BuildOutput["logs"];
+    expect(() => checkResult("linux-x64", { success: true, logs })).toThrow(BuildError);
+    expect(() => checkResult("linux-x64", { success: false, logs: [] })).toThrow(BuildError);
+    const warning = [{ level: "warning", message: "meh" }] as unknown as Bun.BuildOutput["logs"];
+    expect(() => checkResult("linux-x64", { success: true, logs: warning })).not.toThrow();
+  });
+
+  test("a source that does not compile fails compile()", async () => {
+    const work = tempDir("broken");
+    try {
+      writeFileSync(join(work, "broken.ts"), "export const x = ;\n");
+      await expect(compile("linux-x64", join(work, "broken"), "1.0.0", join(work, "broken.ts"))).rejects.toThrow(BuildError);
+      expect(existsSync(join(work, "broken"))).toBe(false);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
+
+  test("an unknown target exits non-zero without building", () => {
+    const work = tempDir("unknown");
+    try {
+      const r = run([process.execPath, "build.ts", "--target", "linux-mips", "--outdir", work]);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain("unknown target linux-mips");
+      expect(readdirSync(work)).toEqual([]);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
+});
+
+// The acceptance criterion: `bun run build` makes all four binaries and a SHA256SUMS that verifies.
+test.if(canRunX64)(
+  "bun run build makes four binaries and a matching SHA256SUMS",
+  () => {
+    const out = tempDir("release");
+    try {
+      const env: Record<string, string | undefined> = { ...process.env, PROXYWALL_OUT_DIR: out };
+      delete env.PROXYWALL_TARGETS;
+      delete env.PROXYWALL_VERSION;
+      const r = run([process.execPath, "run", "build"], { env });
+      if (r.code !== 0) console.error(r.stderr);
+      expect(r.code).toBe(0);
+      const names = TARGETS.map((t) => `proxywall-${t}`);
+      expect(readdirSync(out).sort()).toEqual([...names, "SHA256SUMS"].sort());
+      const sums = readFileSync(join(out, "SHA256SUMS"), "utf8");
+      expect(sums.split("\n").filter(Boolean).map((l) => l.split("  ")[1])).toEqual(names);
+      const check = run(["sha256sum", "-c", "SHA256SUMS"], { cwd: out });
+      expect(check.code).toBe(0);
+      expect(check.stdout).toBe(names.map((n) => `${n}: OK\n`).join(""));
+
+      // Right CPU (ELF e_machine) and right libc (the program interpreter) for each.
+      for (const t of TARGETS) {
+        const elf = head(join(out, `proxywall-${t}`), 4096);
+        expect(elf.subarray(0, 4).toString("latin1")).toBe("\x7fELF");
+        expect(elf.readUInt16LE(18)).toBe(t.includes("arm64") ? 0xb7 : 0x3e);
+        expect(elf.includes(t.endsWith("-musl") ? "/lib/ld-musl-" : "/ld-linux-")).toBe(true);
+      }
+      const native = run([join(out, "proxywall-linux-x64"), "--version"], { cwd: out });
+      expect(native.stdout).toBe(`${pkg.version}\n`);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  },
+  300_000,
+);
