@@ -1,0 +1,94 @@
+// `proxywall run [options] -- CMD [ARGS...]`: the container-entrypoint wrapper.
+import { defineCommand } from "citty";
+import * as v from "valibot";
+import { diag } from "../diag.ts";
+import { openEventSink } from "../events/sink.ts";
+import { newSandboxId, slotAddresses } from "../plan/addresses.ts";
+import { ALL_FEATURES } from "../plan/ruleset.ts";
+import { planSandbox, renderPlan } from "../plan/sandbox-plan.ts";
+import { DEFAULT_STATE_DIR } from "../sandbox/state.ts";
+import { resolveUser } from "../sys/users.ts";
+import { intOption, validate } from "./argv.ts";
+import { passthrough } from "./cli.ts";
+import { EXIT, ExitError, usageError } from "./exit-codes.ts";
+import { FenceOptions, fenceArgs, fenceInput, logTarget } from "./fence-options.ts";
+import { canBuildSandbox } from "../sys/capabilities.ts";
+
+const Options = v.object({
+  ...FenceOptions.entries,
+  externalProxy: v.optional(intOption(1, 65535)),
+  user: v.optional(v.string()),
+  events: v.optional(v.pipe(v.string(), v.minLength(1, "must not be empty"), v.maxLength(4096, "is too long"))),
+  stateDir: v.pipe(v.string(), v.regex(/^\//, "must be an absolute path"), v.maxLength(1024, "is too long")),
+  allowDegraded: v.boolean(),
+  dryRun: v.boolean(),
+});
+
+export default defineCommand({
+  meta: { name: "run", description: "Run CMD in a network namespace whose only way out is an HTTP proxy: proxywall run [options] -- CMD [ARGS...]" },
+  args: {
+    ...fenceArgs,
+    "external-proxy": { type: "string", description: "start no proxy; allow host-ip:PORT, where your own proxy listens", valueHint: "PORT" },
+    user: { type: "string", description: "run CMD as this user (and group), without privileges", valueHint: "UID[:GID]" },
+    events: { type: "string", description: "where JSON event lines go: a file (appended) or fd:N; default stderr", valueHint: "PATH|fd:N" },
+    "state-dir": { type: "string", description: "directory for state files of live sandboxes", default: DEFAULT_STATE_DIR },
+    "allow-degraded": { type: "boolean", description: "run CMD even when the rules cannot be installed (with a loud degraded event)" },
+    "dry-run": { type: "boolean", description: "print the commands and rules run would apply, change nothing" },
+  },
+  async run({ args }) {
+    const o = validate(Options, {
+      ...fenceInput(args),
+      ...(args["external-proxy"] !== undefined ? { proxyPort: args["external-proxy"] } : {}),
+      externalProxy: args["external-proxy"],
+      user: args.user,
+      events: args.events,
+      stateDir: args["state-dir"],
+      allowDegraded: args["allow-degraded"] === true,
+      dryRun: args["dry-run"] === true,
+    });
+    if (args["external-proxy"] !== undefined && args["proxy-port"] !== "3128") {
+      throw usageError("--external-proxy PORT and --proxy-port are the same setting: give one");
+    }
+    const cmd = passthrough ?? [];
+    if (cmd.length === 0) throw usageError("no command to run: proxywall run [options] -- CMD [ARGS...]");
+    if (cmd.some((a) => a.length > 128 * 1024)) throw usageError("an argument of CMD is longer than 128 KiB");
+    const user = o.user === undefined ? null : resolveUser(o.user);
+    if (typeof user === "string") throw usageError(`--user: ${user}`);
+
+    if (o.dryRun) {
+      const id = newSandboxId();
+      const plan = planSandbox({
+        id,
+        addrs: slotAddresses(o.pool, 0),
+        proxyPort: o.proxyPort,
+        backend: o.backend ?? "nft",
+        log: logTarget(o, `proxywall:${id}:`),
+        logRate: o.logRate,
+        features: ALL_FEATURES,
+      });
+      console.log(`# proxywall run --dry-run: sandbox ${id}, addresses of the first slot (a real run takes the first free one)\n${renderPlan(plan)}`);
+      return EXIT.ok;
+    }
+
+    const events = openEventSink(o.events);
+    if (typeof events === "string") throw usageError(events);
+    if (!canBuildSandbox()) {
+      throw new ExitError("cannot build the sandbox: needs root, or CAP_NET_ADMIN and CAP_SYS_ADMIN (creating a network namespace)", EXIT.sandbox);
+    }
+    diag.debug(`running ${cmd.join(" ")}`);
+    const { runSandbox } = await import("../sandbox/session.ts");
+    return runSandbox({
+      cmd,
+      proxyPort: o.proxyPort,
+      externalProxy: o.externalProxy !== undefined,
+      backend: o.backend,
+      log: (prefix) => logTarget(o, prefix),
+      logRate: o.logRate,
+      pool: o.pool,
+      user,
+      stateDir: o.stateDir,
+      allowDegraded: o.allowDegraded,
+      events,
+    });
+  },
+});

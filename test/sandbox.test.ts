@@ -1,0 +1,328 @@
+// `proxywall run` against the real kernel, ip, nft/iptables and real clients (root only).
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createServer, type Server } from "node:net";
+import { createSocket, type Socket } from "node:dgram";
+import * as v from "valibot";
+import { EventLine } from "../src/events/schema.ts";
+import { describePrivileged, hostSnapshot, MAIN, proxywall, ROOT, splitStderr, TEST_ARGS, TEST_STATE_DIR } from "./support/privileged.ts";
+
+const CLIENTS = join(ROOT, "test/support/clients.sh");
+
+interface ClientResult {
+  name: string;
+  rc: number;
+  ms: number;
+  out: string;
+}
+
+function parseClients(stdout: string): ClientResult[] {
+  return stdout
+    .split("\n")
+    .filter((l) => l.includes("\t"))
+    .map((l) => {
+      const [name, rc, ms, out] = l.split("\t");
+      return { name: name!, rc: Number(rc), ms: Number(ms), out: out ?? "" };
+    });
+}
+
+/** Starts proxywall and resolves once its sandbox_ready line is out (for signal tests). */
+async function startRun(args: string[]) {
+  const p = Bun.spawn([process.execPath, MAIN, "run", ...TEST_ARGS, ...args], { stdout: "pipe", stderr: "pipe" });
+  let stderr = "";
+  const reader = p.stderr.getReader();
+  const decoder = new TextDecoder();
+  const ready = (async () => {
+    const deadline = Date.now() + 20_000;
+    while (Date.now() < deadline) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      stderr += decoder.decode(value);
+      if (stderr.includes('"event":"sandbox_ready"')) return true;
+    }
+    return false;
+  })();
+  const finish = async () => {
+    const killer = setTimeout(() => p.kill("SIGKILL"), 20_000);
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      stderr += decoder.decode(value);
+    }
+    const code = await p.exited;
+    clearTimeout(killer);
+    return { code, stdout: await new Response(p.stdout).text(), stderr, ...splitStderr(stderr) };
+  };
+  return { p, ready, finish };
+}
+
+const eventsOf = (events: Record<string, any>[], name: string) => events.filter((e) => e.event === name);
+
+describePrivileged("proxywall run (real namespaces and rules)", () => {
+  let tcp4: Server;
+  let tcp6: Server;
+  let udp4: Socket;
+  let udp6: Socket;
+  let port = 0;
+  let udpPort = 0;
+  let web: ReturnType<typeof Bun.serve>;
+  let tls: ReturnType<typeof Bun.serve>;
+  let certDir: string;
+
+  beforeAll(async () => {
+    // A plain TCP server on every host address, on a port that is not the proxy's.
+    tcp4 = createServer((s) => s.end("hello\n"));
+    await new Promise<void>((r) => tcp4.listen(0, "0.0.0.0", r));
+    port = (tcp4.address() as { port: number }).port;
+    tcp6 = createServer((s) => s.end("hello\n"));
+    await new Promise<void>((r) => tcp6.listen({ port, host: "::", ipv6Only: true }, r));
+    udp4 = createSocket("udp4");
+    await new Promise<void>((r) => udp4.bind(0, "0.0.0.0", r));
+    udpPort = udp4.address().port;
+    udp6 = createSocket({ type: "udp6", ipv6Only: true });
+    await new Promise<void>((r) => udp6.bind(udpPort, "::", r));
+    web = Bun.serve({ hostname: "0.0.0.0", port: 0, fetch: (req) => new Response(`origin saw ${new URL(req.url).pathname}\n`) });
+    certDir = mkdtempSync(join(tmpdir(), "pw-tls-"));
+    const gen = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-days", "1", "-keyout", `${certDir}/key.pem`, "-out", `${certDir}/cert.pem`]);
+    expect(gen.exitCode).toBe(0);
+    tls = Bun.serve({
+      hostname: "0.0.0.0",
+      port: 0,
+      tls: { cert: Bun.file(`${certDir}/cert.pem`), key: Bun.file(`${certDir}/key.pem`) },
+      fetch: () => new Response("secret origin\n"),
+    });
+  });
+
+  afterAll(() => {
+    tcp4?.close();
+    tcp6?.close();
+    udp4?.close();
+    udp6?.close();
+    web?.stop(true);
+    tls?.stop(true);
+    if (certDir) rmSync(certDir, { recursive: true, force: true });
+  });
+
+  test("direct TCP connects are refused at once by every client, IPv4 and IPv6; UDP fails at once; without the rules they connect", async () => {
+    const before = hostSnapshot();
+    const script = `
+      H4=$(ip route show default | cut -d' ' -f3); H6=$(ip -6 route show default | cut -d' ' -f3)
+      echo "== fenced"; bash ${CLIENTS} "$H4" "$H6" ${port} ${udpPort}
+      nft delete table inet proxywall || { iptables -P OUTPUT ACCEPT; iptables -F OUTPUT; ip6tables -P OUTPUT ACCEPT; ip6tables -F OUTPUT; }
+      echo "== control"; bash ${CLIENTS} "$H4" "$H6" ${port} ${udpPort}`;
+    const r = await proxywall(["run", ...TEST_ARGS, "--", "bash", "-c", script], { timeoutMs: 60_000 });
+    expect(r.code).toBe(0);
+    const [fencedText, controlText] = r.stdout.split("== control");
+    const fenced = parseClients(fencedText!);
+    const control = parseClients(controlText!);
+    expect(fenced.map((c) => c.name).sort()).toEqual(control.map((c) => c.name).sort());
+    expect(fenced).toHaveLength(12);
+    for (const c of fenced) {
+      expect({ name: c.name, rc: c.rc === 0 ? "connected" : "failed" }).toEqual({ name: c.name, rc: "failed" });
+      if (c.name.includes("udp")) expect(c.out).toContain("PermissionError");
+      else expect({ name: c.name, refused: /refused|ECONNREFUSED/i.test(c.out) }).toEqual({ name: c.name, refused: true });
+      // Not a timing assertion: a client that hung would have hit the 10 s timeout (exit 124).
+      expect(c.rc).not.toBe(124);
+    }
+    for (const c of control) expect({ name: c.name, rc: c.rc }).toEqual({ name: c.name, rc: 0 });
+    expect(hostSnapshot()).toEqual(before);
+  });
+
+  test("plain http through the built-in proxy, and https through CONNECT", async () => {
+    const before = hostSnapshot();
+    const script = `
+      H4=$(ip route show default | cut -d' ' -f3); H6=$(ip -6 route show default | cut -d' ' -f3)
+      curl -sS -m 10 "http://$H4:${web.port}/through/proxy" &&
+      curl -sS -m 10 -k "https://$H4:${tls.port}/" &&
+      curl -sS -m 10 --proxy "http://[$H6]:3128" "http://$H4:${web.port}/v6/proxy"`;
+    const r = await proxywall(["run", ...TEST_ARGS, "--", "bash", "-c", script], { timeoutMs: 60_000 });
+    expect(r.text.filter((l) => !l.startsWith("proxywall:"))).toEqual([]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe("origin saw /through/proxy\nsecret origin\norigin saw /v6/proxy\n");
+    const connects = eventsOf(r.events, "proxy_connect");
+    expect(connects.map((e) => [e.method, e.dst_port, e.outcome, e.status])).toEqual([
+      ["GET", web.port, "ok", 200],
+      ["CONNECT", tls.port, "ok", 200],
+      ["GET", web.port, "ok", 200],
+    ]);
+    for (const e of r.events) v.parse(EventLine, e);
+    expect(hostSnapshot()).toEqual(before);
+  });
+
+  test("events: sandbox_ready before CMD, sandbox_closed after cleanup, degraded for root CMD; --events file and fd", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "pw-events-"));
+    try {
+      const file = join(dir, "events.jsonl");
+      writeFileSync(file, '{"earlier":"line"}\n');
+      const r = await proxywall(["run", ...TEST_ARGS, "--events", file, "--", "sh", "-c", "echo cmd-ran >&2"]);
+      expect(r.code).toBe(0);
+      expect(r.stderr).toBe("cmd-ran\n");
+      const lines = (await Bun.file(file).text()).trim().split("\n").map((l) => JSON.parse(l));
+      expect(lines[0]).toEqual({ earlier: "line" });
+      const events = lines.slice(1);
+      expect(events.map((e) => e.event)).toEqual(["degraded", "sandbox_ready", "sandbox_closed"]);
+      for (const e of events) v.parse(EventLine, e);
+      expect(events[0].component).toBe("privileges");
+      expect(events[1].degraded).toEqual(["privileges"]);
+      expect(events[2]).toMatchObject({ exit_code: 0, cmd_exit_code: 0, cmd_signal: null, cleanup: [] });
+
+      const asNobody = await proxywall(["run", ...TEST_ARGS, "--user", "65534:65534", "--events", "fd:1", "--", "sh", "-c", "id -u >&2"]);
+      expect(asNobody.code).toBe(0);
+      expect(asNobody.stderr).toBe("65534\n");
+      const ev = asNobody.stdout.trim().split("\n").map((l) => JSON.parse(l));
+      expect(ev.map((e) => e.event)).toEqual(["sandbox_ready", "sandbox_closed"]);
+      expect(ev[0].degraded).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("CMD gets the proxy environment and the user's own variables", async () => {
+    const r = await proxywall(["run", ...TEST_ARGS, "--", "sh", "-c", "env | sort"], { env: { MY_OWN_VAR: "kept" } });
+    expect(r.code).toBe(0);
+    const env = Object.fromEntries(r.stdout.trim().split("\n").map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+    const ready = eventsOf(r.events, "sandbox_ready")[0]!;
+    const url = `http://${ready.host_ipv4}:3128`;
+    for (const k of ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "GRPC_PROXY"]) expect(env[k]).toBe(url);
+    expect(env.NO_PROXY).toBe("localhost,127.0.0.1,::1");
+    expect(env.NODE_USE_ENV_PROXY).toBe("1");
+    expect(env.MY_OWN_VAR).toBe("kept");
+  });
+
+  test("exit codes: CMD's own, 128+N for a signal, 127 for a missing command; nothing left behind", async () => {
+    const before = hostSnapshot();
+    expect((await proxywall(["run", ...TEST_ARGS, "--", "sh", "-c", "exit 7"])).code).toBe(7);
+    const crashed = await proxywall(["run", ...TEST_ARGS, "--", "sh", "-c", "kill -SEGV $$"]);
+    expect(crashed.code).toBe(139);
+    expect(eventsOf(crashed.events, "sandbox_closed")[0]).toMatchObject({ exit_code: 139, cmd_signal: "SIGSEGV" });
+    const missing = await proxywall(["run", ...TEST_ARGS, "--", "/nonexistent/command"]);
+    expect(missing.code).toBe(127);
+    expect(missing.text.some((l) => l.includes("command not found"))).toBe(true);
+    expect(hostSnapshot()).toEqual(before);
+  });
+
+  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"] as const) {
+    test(`${sig} to proxywall reaches CMD; CMD's handler decides the exit; all is removed`, async () => {
+      const before = hostSnapshot();
+      const name = sig.slice(3);
+      const run = await startRun(["--", "bash", "-c", `trap 'echo got-${name}; exit 42' ${name}; for i in $(seq 200); do sleep 0.05; done; exit 9`]);
+      expect(await run.ready).toBe(true);
+      await Bun.sleep(100);
+      run.p.kill(sig);
+      const r = await run.finish();
+      expect(r.stdout).toBe(`got-${name}\n`);
+      expect(r.code).toBe(42);
+      expect(hostSnapshot()).toEqual(before);
+    });
+  }
+
+  test("SIGTERM to proxywall with a CMD that does not trap it: exit 143, nothing left", async () => {
+    const before = hostSnapshot();
+    const run = await startRun(["--", "sleep", "20"]);
+    expect(await run.ready).toBe(true);
+    run.p.kill("SIGTERM");
+    const r = await run.finish();
+    expect(r.code).toBe(143);
+    expect(eventsOf(r.events, "sandbox_closed")[0]).toMatchObject({ cmd_signal: "SIGTERM", cleanup: [] });
+    expect(hostSnapshot()).toEqual(before);
+  });
+
+  test("SIGKILL to proxywall leaves a stale sandbox that ls reports and gc removes, CMD included", async () => {
+    const before = hostSnapshot();
+    const run = await startRun(["--", "sleep", "29.5"]);
+    expect(await run.ready).toBe(true);
+    run.p.kill("SIGKILL");
+    await run.p.exited;
+    const cmdAlive = () => Bun.spawnSync(["pgrep", "-f", "^sleep 29.5$"]).exitCode === 0;
+    expect(cmdAlive()).toBe(true);
+    expect(hostSnapshot().netns.length).toBe(before.netns.length + 1);
+    const ls = await proxywall(["ls", "--state-dir", TEST_STATE_DIR, "--json"]);
+    const rows = ls.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    expect(rows).toHaveLength(1);
+    expect(rows[0].alive).toBe(false);
+    const gc = await proxywall(["gc", "--state-dir", TEST_STATE_DIR]);
+    expect(gc.code).toBe(0);
+    expect(gc.stdout).toBe(`removed ${rows[0].id} (killed 1 process still inside)\n`);
+    expect(cmdAlive()).toBe(false);
+    expect(hostSnapshot()).toEqual(before);
+  });
+
+  test("10 sandboxes at once: all work through the proxy, distinct subnets, all removed", async () => {
+    const before = hostSnapshot();
+    const runs = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        proxywall(["run", ...TEST_ARGS, "--", "sh", "-c", `curl -sS -m 10 "http://$(ip route show default | cut -d' ' -f3):${web.port}/sandbox/${i}"`], { timeoutMs: 60_000 }),
+      ),
+    );
+    const subnets = new Set<string>();
+    runs.forEach((r, i) => {
+      expect({ i, code: r.code, out: r.stdout }).toEqual({ i, code: 0, out: `origin saw /sandbox/${i}\n` });
+      subnets.add(eventsOf(r.events, "sandbox_ready")[0]!.host_ipv4);
+    });
+    expect(subnets.size).toBe(10);
+    expect(hostSnapshot()).toEqual(before);
+  });
+
+  test("bad input: one line on stderr, exit 2, host unchanged", async () => {
+    const before = hostSnapshot();
+    const cases: [string[], RegExp][] = [
+      [["run", "--proxy-port", "0", "--", "true"], /--proxy-port: must be at least 1/],
+      [["run", "--proxy-port", "70000", "--", "true"], /--proxy-port: must be at most 65535/],
+      [["run", "--proxy-port", "abc", "--", "true"], /--proxy-port: must be a whole number/],
+      [["run", "--user", "no-such-user-here", "--", "true"], /--user: no such user/],
+      [["run", "--user", "1:2:3", "--", "true"], /--user: must be UID/],
+      [["run", "--bogus", "--", "true"], /unknown option --bogus/],
+      [["run"], /no command to run/],
+      [["run", "--"], /no command to run/],
+      [["run", "--events", "x".repeat(5000), "--", "true"], /--events: is too long/],
+      [["run", "--pool", "10.0.0.0/40", "--", "true"], /--pool: must be an IPv4 CIDR/],
+      [["run", "--backend", "ebpf", "--", "true"], /--backend: must be nft or iptables/],
+      [["run", "--events", "fd:999", "--", "true"], /--events: file descriptor 999 is not open/],
+      [["nonsense"], /unknown command nonsense/],
+    ];
+    for (const [args, message] of cases) {
+      const r = await proxywall([...args.slice(0, 1), ...(args[0] === "run" ? ["--state-dir", TEST_STATE_DIR] : []), ...args.slice(1)]);
+      const lines = r.stderr.trim().split("\n");
+      expect({ args, code: r.code, lines: lines.length }).toEqual({ args, code: 2, lines: 1 });
+      expect(lines[0]).toMatch(message);
+      expect(r.stdout).toBe("");
+    }
+    expect(hostSnapshot()).toEqual(before);
+  });
+
+  test("exhausted pool and missing privileges: exit 3, one line, host unchanged", async () => {
+    const before = hostSnapshot();
+    const pool = ["--pool", "10.202.0.0/30"];
+    const holder = await startRun([...pool, "--", "sleep", "20"]);
+    try {
+      expect(await holder.ready).toBe(true);
+      const r = await proxywall(["run", "--state-dir", TEST_STATE_DIR, ...pool, "--", "true"]);
+      expect(r.code).toBe(3);
+      expect(r.text).toHaveLength(1);
+      expect(r.text[0]).toMatch(/pool 10\.202\.0\.0\/30 is exhausted/);
+    } finally {
+      holder.p.kill("SIGTERM");
+      await holder.finish();
+    }
+    const setpriv = Bun.which("setpriv");
+    if (setpriv) {
+      const p = Bun.spawnSync([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, MAIN, "run", "--state-dir", "/tmp/pw-nobody-state", "--", "true"]);
+      expect(p.exitCode).toBe(3);
+      expect(p.stderr.toString().trim().split("\n")).toHaveLength(1);
+      expect(p.stderr.toString()).toContain("needs root");
+    }
+    expect(hostSnapshot()).toEqual(before);
+  });
+
+  test("run --dry-run prints the plan and changes nothing", async () => {
+    const before = hostSnapshot();
+    const r = await proxywall(["run", ...TEST_ARGS, "--dry-run", "--", "true"]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("# host: ip -batch -\nnetns add pw-");
+    expect(r.stdout).toContain("table inet proxywall {");
+    expect(r.stdout).toContain("# teardown, host: ip -force -batch -");
+    expect(hostSnapshot()).toEqual(before);
+  });
+});

@@ -1,0 +1,99 @@
+// Shared ground for tests that need root and the real kernel: a gate that fails (in CI) or skips
+// (elsewhere) when namespaces cannot be made, a snapshot of host state to prove nothing was left
+// behind, and a way to run proxywall from source and collect its event lines.
+import { describe, expect, test } from "bun:test";
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+
+export const ROOT = join(import.meta.dir, "../..");
+export const MAIN = join(ROOT, "src/main.ts");
+/** Tests use their own state dir and pool, so they never touch a developer's live sandboxes. */
+export const TEST_STATE_DIR = "/run/proxywall-test";
+export const TEST_POOL = "10.201.0.0/16";
+export const TEST_ARGS = ["--state-dir", TEST_STATE_DIR, "--pool", TEST_POOL];
+
+function canMakeNamespace(): boolean {
+  if (process.getuid?.() !== 0) return false;
+  const name = `pwprobe${process.pid}`;
+  const add = Bun.spawnSync(["ip", "netns", "add", name]);
+  if (add.exitCode !== 0) return false;
+  Bun.spawnSync(["ip", "netns", "del", name]);
+  return true;
+}
+
+export const PRIVILEGED = canMakeNamespace();
+
+/**
+ * describe() for privileged tests. In CI (CI set) a machine that cannot make namespaces is a
+ * failure, not a reason to skip; elsewhere the tests are skipped with a note.
+ */
+export function describePrivileged(name: string, fn: () => void): void {
+  if (PRIVILEGED) return describe(name, fn);
+  if (process.env.CI) {
+    return describe(name, () => {
+      test("can create a network namespace (required in CI)", () => {
+        expect(PRIVILEGED as boolean).toBe(true);
+      });
+    });
+  }
+  describe.skip(`${name} (needs root and network namespaces)`, fn);
+}
+
+export interface HostSnapshot {
+  netns: string[];
+  links: string[];
+  state: string[];
+  nftTables: string;
+}
+
+export function hostSnapshot(): HostSnapshot {
+  const out = (cmd: string[]) => Bun.spawnSync(cmd).stdout.toString();
+  const listDir = (d: string): string[] =>
+    existsSync(d) ? readdirSync(d, { recursive: true }).map(String).sort() : [];
+  return {
+    netns: out(["ip", "netns", "list"]).split("\n").map((l) => l.split(" ")[0]!).filter(Boolean).sort(),
+    links: out(["ip", "-o", "link"]).split("\n").map((l) => l.split(":")[1]?.trim().split("@")[0] ?? "").filter(Boolean).sort(),
+    state: listDir(TEST_STATE_DIR),
+    nftTables: out(["nft", "list", "tables"]),
+  };
+}
+
+export interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+  /** JSON lines proxywall wrote to stderr (its default event destination). */
+  events: Record<string, any>[];
+  /** stderr lines that are not JSON: diagnostics and CMD's own stderr. */
+  text: string[];
+}
+
+export function splitStderr(stderr: string): { events: Record<string, any>[]; text: string[] } {
+  const events: Record<string, any>[] = [];
+  const text: string[] = [];
+  for (const line of stderr.split("\n")) {
+    if (!line) continue;
+    if (line.startsWith("{")) {
+      try {
+        events.push(JSON.parse(line));
+        continue;
+      } catch {}
+    }
+    text.push(line);
+  }
+  return { events, text };
+}
+
+/** Runs `proxywall ARGS` from source; bounded by `timeoutMs`. */
+export async function proxywall(args: string[], opts: { timeoutMs?: number; env?: Record<string, string>; stdin?: string } = {}): Promise<Run> {
+  const p = Bun.spawn([process.execPath, MAIN, ...args], {
+    stdin: opts.stdin === undefined ? "ignore" : new TextEncoder().encode(opts.stdin),
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env, ...opts.env },
+  });
+  const timer = setTimeout(() => p.kill("SIGKILL"), opts.timeoutMs ?? 30_000);
+  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  clearTimeout(timer);
+  return { code, stdout, stderr, ...splitStderr(stderr) };
+}
