@@ -1,6 +1,6 @@
 // The fence as pure functions: the plan's order and the exact rendered text, without root.
 import { describe, expect, test } from "bun:test";
-import { ALL_FEATURES, planRuleset, type RulesetInput } from "../src/plan/ruleset.ts";
+import { ALL_FEATURES, HOLD_QUEUE, planRuleset, type RulesetInput } from "../src/plan/ruleset.ts";
 import { renderNft } from "../src/plan/render-nft.ts";
 import { renderIptables } from "../src/plan/render-iptables.ts";
 import { IPTABLES_PREFIX_MAX } from "../src/kernel-log/log-prefix.ts";
@@ -12,6 +12,7 @@ const base: RulesetInput = {
   proxyPort: 3128,
   log: { kind: "nflog", group: 1, prefix: "proxywall:abcd1234:" },
   logRate: 100,
+  hold: null,
   features: ALL_FEATURES,
 };
 
@@ -44,7 +45,7 @@ describe("planRuleset", () => {
   });
 
   test("missing kernel features leave their rules out but never the rejects", () => {
-    const rules = planRuleset({ ...base, features: { conntrack: false, log: false, limit: false } }).rules;
+    const rules = planRuleset({ ...base, features: { conntrack: false, log: false, limit: false, queue: false } }).rules;
     expect(rules.some((r) => r.ctState)).toBe(false);
     expect(rules.some((r) => r.action.kind === "log")).toBe(false);
     expect(rules.filter((r) => r.action.kind.startsWith("reject"))).toHaveLength(2);
@@ -153,5 +154,27 @@ describe("addresses and names", () => {
     expect(parsePool("10.200.0.0/31")).toContain("prefix length");
     expect(parsePool("nonsense")).toContain("CIDR");
     expect(parsePool("300.1.1.0/24")).toContain("CIDR");
+  });
+});
+
+describe("holding TCP SYNs for attribution", () => {
+  const held = planRuleset({ ...base, hold: HOLD_QUEUE });
+
+  test("marked reject, then the rate-limited queue (bypassed when nobody listens), then log and reject", () => {
+    const tcp = held.rules.filter((r) => r.proto === "tcp" && !r.daddr).map((r) => r.comment);
+    expect(tcp).toEqual(["reject tcp bypass (held, attributed)", "hold tcp bypass for attribution", "log tcp bypass", "reject tcp bypass"]);
+    expect(held.rules.filter((r) => r.proto === "udp" && r.action.kind === "queue")).toEqual([]);
+  });
+
+  test("rendered for nft and iptables", () => {
+    const nft = renderNft(held);
+    expect(nft).toContain(`\t\tmeta l4proto tcp meta mark 0x70770001 counter reject with tcp reset comment "reject tcp bypass (held, attributed)"\n\t\tmeta l4proto tcp limit rate 100/second burst 200 packets queue num 1 bypass comment "hold tcp bypass for attribution"\n`);
+    const v6 = renderIptables(held, "ipv6");
+    expect(v6).toContain(`-A OUTPUT -p tcp -m mark --mark 0x70770001 -j REJECT --reject-with tcp-reset\n-A OUTPUT -p tcp -m limit --limit 100/sec --limit-burst 200 -j NFQUEUE --queue-num 1 --queue-bypass\n`);
+  });
+
+  test("no queue feature: no hold rules", () => {
+    const rules = planRuleset({ ...base, hold: HOLD_QUEUE, features: { ...ALL_FEATURES, queue: false } }).rules;
+    expect(rules.some((r) => r.action.kind === "queue" || r.mark !== undefined)).toBe(false);
   });
 });

@@ -9,6 +9,10 @@ export const subCommands = {
   parse: () => import("./parse.ts").then((m) => m.default),
   rules: () => import("./rules.ts").then((m) => m.default),
   schema: () => import("./schema.ts").then((m) => m.default),
+  run: () => import("./run.ts").then((m) => m.default),
+  ls: () => import("./ls.ts").then((m) => m.default),
+  gc: () => import("./gc.ts").then((m) => m.default),
+  doctor: () => import("./doctor.ts").then((m) => m.default),
 } satisfies Record<string, () => Promise<CommandDef<any>>>;
 
 /** The subcommands that take a command to run after "--". */

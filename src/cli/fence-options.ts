@@ -3,13 +3,12 @@
 import type { ArgsDef } from "citty";
 import * as v from "valibot";
 import { DEFAULT_POOL, parsePool, type Pool } from "../plan/addresses.ts";
-import type { LogTarget } from "../plan/ruleset.ts";
+import { HOLD_QUEUE, type HoldQueue, type LogTarget } from "../plan/ruleset.ts";
 import { intOption } from "./argv.ts";
 
 export const fenceArgs = {
   "proxy-port": { type: "string", description: "port of the proxy on the host side of the sandbox", default: "3128" },
   backend: { type: "string", description: "firewall tool: nft, or iptables (iptables-restore + ip6tables-restore); run picks nft when it is there", valueHint: "nft|iptables" },
-  log: { type: "string", description: "where rejected attempts are logged: nflog (per namespace), kmsg (kernel log), none", default: "nflog", valueHint: "nflog|kmsg|none" },
   "log-rate": { type: "string", description: "log at most this many attempts per second per protocol (the rejects themselves are not limited)", default: "100" },
   "nflog-group": { type: "string", description: "NFLOG group inside the sandbox namespace", default: "1" },
   pool: { type: "string", description: "IPv4 range that sandbox /30 subnets are taken from", default: DEFAULT_POOL },
@@ -18,7 +17,6 @@ export const fenceArgs = {
 export const FenceOptions = v.object({
   proxyPort: intOption(1, 65535),
   backend: v.optional(v.picklist(["nft", "iptables"], "must be nft or iptables")),
-  log: v.picklist(["nflog", "kmsg", "none"], "must be nflog, kmsg or none"),
   logRate: intOption(1, 100000),
   nflogGroup: intOption(0, 65535),
   pool: v.pipe(
@@ -40,17 +38,19 @@ export function fenceInput(args: Record<string, unknown>) {
   return {
     proxyPort: args["proxy-port"],
     backend: args.backend,
-    log: args.log,
     logRate: args["log-rate"],
     nflogGroup: args["nflog-group"],
     pool: args.pool,
   };
 }
 
-export function logTarget(o: FenceOptions, prefix: string): LogTarget {
-  if (o.log === "nflog") return { kind: "nflog", group: o.nflogGroup, prefix };
-  if (o.log === "kmsg") return { kind: "kmsg", prefix };
-  return { kind: "none" };
+export type LogKind = "nflog" | "kmsg" | "none";
+
+/** The log step for a kind of log; NFLOG comes with holding TCP SYNs for attribution. */
+export function watchRules(kind: LogKind, nflogGroup: number, prefix: string): { log: LogTarget; hold: HoldQueue | null } {
+  if (kind === "nflog") return { log: { kind: "nflog", group: nflogGroup, prefix }, hold: HOLD_QUEUE };
+  if (kind === "kmsg") return { log: { kind: "kmsg", prefix }, hold: null };
+  return { log: { kind: "none" }, hold: null };
 }
 
 export type { Pool };

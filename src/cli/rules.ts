@@ -7,10 +7,11 @@ import { renderNft } from "../plan/render-nft.ts";
 import { renderIptables } from "../plan/render-iptables.ts";
 import { validate, intOption } from "./argv.ts";
 import { usageError } from "./exit-codes.ts";
-import { FenceOptions, fenceArgs, fenceInput, logTarget } from "./fence-options.ts";
+import { FenceOptions, fenceArgs, fenceInput, watchRules } from "./fence-options.ts";
 
 const Options = v.object({
   ...FenceOptions.entries,
+  log: v.picklist(["nflog", "kmsg", "none"], "must be nflog, kmsg or none"),
   id: v.pipe(v.string(), v.regex(ID_PATTERN, "must be 8 lower-case hex digits")),
   slot: intOption(0, 65535),
 });
@@ -19,18 +20,19 @@ export default defineCommand({
   meta: { name: "rules", description: "Print the firewall ruleset a sandbox installs (nftables script, or iptables-restore input)" },
   args: {
     ...fenceArgs,
+    log: { type: "string", description: "how rejected attempts are seen: nflog (per namespace; TCP SYNs are also held in an NFQUEUE so the sender can be named), kmsg (kernel log), none", default: "nflog", valueHint: "nflog|kmsg|none" },
     id: { type: "string", description: "sandbox id the log prefix names", default: "00000000" },
     slot: { type: "string", description: "which /30 of the pool the sandbox has", default: "0" },
   },
   run({ args }) {
-    const o = validate(Options, { ...fenceInput(args), id: args.id, slot: args.slot });
+    const o = validate(Options, { ...fenceInput(args), log: args.log, id: args.id, slot: args.slot });
     if (o.slot >= o.pool.slots) throw usageError(`--slot: pool ${o.pool.text} has ${o.pool.slots} slots`);
     const addrs = slotAddresses(o.pool, o.slot);
     const ruleset = planRuleset({
       hostV4: addrs.hostV4,
       hostV6: addrs.hostV6,
       proxyPort: o.proxyPort,
-      log: logTarget(o, sandboxNames(o.id).logPrefix),
+      ...watchRules(o.log, o.nflogGroup, sandboxNames(o.id).logPrefix),
       logRate: o.logRate,
       features: ALL_FEATURES,
     });

@@ -3,7 +3,7 @@ import { defineCommand } from "citty";
 import * as v from "valibot";
 import { diag } from "../diag.ts";
 import { openEventSink } from "../events/sink.ts";
-import { newSandboxId, slotAddresses } from "../plan/addresses.ts";
+import { newSandboxId, sandboxNames, slotAddresses } from "../plan/addresses.ts";
 import { ALL_FEATURES } from "../plan/ruleset.ts";
 import { planSandbox, renderPlan } from "../plan/sandbox-plan.ts";
 import { DEFAULT_STATE_DIR } from "../sandbox/state.ts";
@@ -11,7 +11,7 @@ import { resolveUser } from "../sys/users.ts";
 import { intOption, validate } from "./argv.ts";
 import { passthrough } from "./cli.ts";
 import { EXIT, ExitError, usageError } from "./exit-codes.ts";
-import { FenceOptions, fenceArgs, fenceInput, logTarget } from "./fence-options.ts";
+import { FenceOptions, fenceArgs, fenceInput, watchRules } from "./fence-options.ts";
 import { canBuildSandbox } from "../sys/capabilities.ts";
 
 const Options = v.object({
@@ -62,7 +62,7 @@ export default defineCommand({
         addrs: slotAddresses(o.pool, 0),
         proxyPort: o.proxyPort,
         backend: o.backend ?? "nft",
-        log: logTarget(o, `proxywall:${id}:`),
+        ...watchRules("nflog", o.nflogGroup, sandboxNames(id).logPrefix),
         logRate: o.logRate,
         features: ALL_FEATURES,
       });
@@ -82,7 +82,7 @@ export default defineCommand({
       proxyPort: o.proxyPort,
       externalProxy: o.externalProxy !== undefined,
       backend: o.backend,
-      log: (prefix) => logTarget(o, prefix),
+      nflogGroup: o.nflogGroup,
       logRate: o.logRate,
       pool: o.pool,
       user,

@@ -30,7 +30,40 @@ function event<const E extends string, const T extends v.ObjectEntries>(name: E,
 
 export const Proto = v.picklist(["tcp", "udp"]);
 export const Family = v.picklist(["ipv4", "ipv6"]);
-export const Source = v.picklist(["nflog", "kmsg", "dmesg", "parse"]);
+export const Source = v.pipe(
+  v.picklist(["nfqueue", "nflog", "kmsg", "dmesg", "parse"]),
+  v.description("where proxywall saw the attempt: a held packet (nfqueue), a packet log (nflog), the kernel log (kmsg, dmesg) or offline text (parse)"),
+);
+
+const Pid = v.pipe(v.number(), v.integer(), v.minValue(1));
+
+const ProcessFacts = {
+  pid: Pid,
+  exe: v.pipe(v.nullable(v.string()), v.description("/proc/PID/exe; may end in \" (deleted)\"")),
+  cmdline: v.array(v.string()),
+  uid: v.nullable(Id),
+  start_time: v.pipe(v.nullable(v.string()), v.description("when the process started, RFC 3339 UTC")),
+};
+
+export const ResolvedProcess = v.strictObject({
+  resolved: v.literal(true),
+  ...ProcessFacts,
+  ancestors: v.pipe(v.array(v.strictObject({ pid: Pid, exe: v.nullable(v.string()) })), v.description("parents, nearest first, up to CMD")),
+  also_held_by: v.pipe(
+    v.array(v.strictObject(ProcessFacts)),
+    v.description("other processes with the same socket open (it was shared by fork or fd passing)"),
+  ),
+});
+
+export const UnresolvedProcess = v.strictObject({
+  resolved: v.literal(false),
+  why: v.string(),
+});
+
+export const ProcessInfo = v.pipe(
+  v.nullable(v.variant("resolved", [ResolvedProcess, UnresolvedProcess])),
+  v.description("the process that made the attempt; null where attribution is not attempted (parse)"),
+);
 
 export const BypassDetect = event("bypass_detect", "A connection attempt that went around the proxy and was rejected", {
   action: v.literal("reject"),
@@ -43,7 +76,8 @@ export const BypassDetect = event("bypass_detect", "A connection attempt that we
   uid: v.nullable(Id),
   gid: v.nullable(Id),
   out_if: v.nullable(v.string()),
-  process: v.null(),
+  process: ProcessInfo,
+  dns_query: v.pipe(v.nullable(v.string()), v.description("for DNS (port 53): the name the program tried to resolve, when the packet shows it")),
   reason: v.literal("direct connection bypassed HTTP CONNECT proxy"),
   hint: v.string(),
   source: Source,
@@ -58,6 +92,28 @@ export const Degraded = event("degraded", "A part of the sandbox that does not w
   missing: v.string(),
   fix: v.string(),
   still_protected: v.string(),
+});
+
+export const BypassSummary = event("bypass_summary", "Bypass attempts so far for one (proto, destination, executable), every --summary-interval and at exit", {
+  proto: Proto,
+  dst_addr: v.string(),
+  dst_port: Port,
+  exe: v.nullable(v.string()),
+  count: v.pipe(v.number(), v.integer(), v.minValue(1)),
+  first_seen: Timestamp,
+  last_seen: Timestamp,
+  final: v.pipe(v.boolean(), v.description("true for the summary written at exit")),
+});
+
+const Counter = v.pipe(v.nullable(v.pipe(v.number(), v.integer(), v.minValue(0))), v.description("null when the counters could not be read"));
+
+export const BypassTotals = event("bypass_totals", "Rejected packets per protocol, read from the kernel's rule counters: exact even where the log rate limit dropped events", {
+  tcp: Counter,
+  udp: Counter,
+  other: Counter,
+  events: v.pipe(v.number(), v.integer(), v.description("bypass_detect lines written so far")),
+  lost: v.pipe(v.number(), v.integer(), v.description("packet messages the kernel dropped because proxywall fell behind (ENOBUFS)")),
+  final: v.boolean(),
 });
 
 export const Backend = v.picklist(["nft", "iptables"]);
@@ -78,6 +134,11 @@ export const SandboxReady = event("sandbox_ready", "The sandbox is built and fen
   }),
   backend: v.nullable(Backend),
   log: LogKind,
+  monitor: v.pipe(v.picklist(["nflog", "kmsg", "dmesg", "off"]), v.description("what watches for bypass attempts")),
+  detection: v.pipe(
+    v.picklist(["verified", "unverified", "off"]),
+    v.description("verified: a probe attempt made before CMD started was seen; unverified: it was not (a degraded line says why)"),
+  ),
   degraded: v.pipe(v.array(v.string()), v.description("components that do not work; each has its own degraded line")),
   setup_ms: v.number(),
 });
@@ -104,13 +165,16 @@ export const ProxyConnect = event("proxy_connect", "One tunnel (CONNECT) or requ
   error: v.nullable(v.string()),
 });
 
-export const EventLine = v.variant("event", [BypassDetect, Degraded, SandboxReady, SandboxClosed, ProxyConnect]);
+export const EventLine = v.variant("event", [BypassDetect, BypassSummary, BypassTotals, Degraded, SandboxReady, SandboxClosed, ProxyConnect]);
 
 export type BypassDetect = v.InferOutput<typeof BypassDetect>;
 export type Degraded = v.InferOutput<typeof Degraded>;
 export type SandboxReady = v.InferOutput<typeof SandboxReady>;
 export type SandboxClosed = v.InferOutput<typeof SandboxClosed>;
 export type ProxyConnect = v.InferOutput<typeof ProxyConnect>;
+export type BypassSummary = v.InferOutput<typeof BypassSummary>;
+export type BypassTotals = v.InferOutput<typeof BypassTotals>;
+export type ProcessInfo = v.InferOutput<typeof ProcessInfo>;
 export type EventLine = v.InferOutput<typeof EventLine>;
 export type Proto = v.InferOutput<typeof Proto>;
 export type Family = v.InferOutput<typeof Family>;

@@ -1,5 +1,5 @@
 // The ruleset as iptables-restore and ip6tables-restore input, for hosts without nft.
-import type { Action, Family, Rule, Ruleset } from "./ruleset.ts";
+import type { Action, Family, Limit, Rule, Ruleset } from "./ruleset.ts";
 
 const ICMPV6_NAMES: Record<string, string> = {
   "nd-router-solicit": "router-solicitation",
@@ -8,6 +8,8 @@ const ICMPV6_NAMES: Record<string, string> = {
   "mld-listener-report": "131",
   "mld2-listener-report": "143",
 };
+
+const limit = (l: Limit | null) => (l ? `-m limit --limit ${l.perSecond}/sec --limit-burst ${l.burst} ` : "");
 
 function target(a: Action, family: Family): string {
   switch (a.kind) {
@@ -19,12 +21,13 @@ function target(a: Action, family: Family): string {
       return "-j REJECT --reject-with tcp-reset";
     case "reject-port-unreachable":
       return `-j REJECT --reject-with ${family === "ipv4" ? "icmp-port-unreachable" : "icmp6-port-unreachable"}`;
+    case "queue":
+      return `${limit(a.limit)}-j NFQUEUE --queue-num ${a.num} --queue-bypass`;
     case "log": {
-      const limit = a.limit ? `-m limit --limit ${a.limit.perSecond}/sec --limit-burst ${a.limit.burst} ` : "";
       const t = a.target;
       return t.kind === "nflog"
-        ? `${limit}-j NFLOG --nflog-group ${t.group} --nflog-prefix "${t.prefix}" --nflog-threshold 1`
-        : `${limit}-j LOG --log-prefix "${t.prefix}" --log-level 4 --log-uid`;
+        ? `${limit(a.limit)}-j NFLOG --nflog-group ${t.group} --nflog-prefix "${t.prefix}" --nflog-threshold 1`
+        : `${limit(a.limit)}-j LOG --log-prefix "${t.prefix}" --log-level 4 --log-uid`;
     }
   }
 }
@@ -37,6 +40,7 @@ function iptablesRules(r: Rule, family: Family): string[] {
   if (r.proto === "icmp") m.push(family === "ipv4" ? "-p icmp" : "-p ipv6-icmp");
   else if (r.proto) m.push(`-p ${r.proto}`);
   if (r.dport !== undefined) m.push(`-m ${r.proto} --dport ${r.dport}`);
+  if (r.mark !== undefined) m.push(`-m mark --mark 0x${r.mark.toString(16).padStart(8, "0")}`);
   if (r.ctState) m.push(`-m conntrack --ctstate ${r.ctState.map((s) => s.toUpperCase()).join(",")}`);
   const head = m.join(" ");
   const tail = target(r.action, family);

@@ -1,9 +1,11 @@
 // The ruleset as one nftables script for `nft -f FILE`: one inet table, applied atomically.
-import type { Action, Rule, Ruleset } from "./ruleset.ts";
+import type { Action, Limit, Rule, Ruleset } from "./ruleset.ts";
 
 export const NFT_TABLE = "proxywall";
 
 const quote = (s: string) => `"${s.replace(/["\\]/g, "")}"`;
+
+const limit = (l: Limit | null) => (l ? `limit rate ${l.perSecond}/second burst ${l.burst} packets ` : "");
 
 function action(a: Action): string {
   switch (a.kind) {
@@ -14,12 +16,14 @@ function action(a: Action): string {
       return "reject with tcp reset";
     case "reject-port-unreachable":
       return "reject with icmpx type port-unreachable";
+    case "queue":
+      // bypass: with nobody listening the packet goes on to the rules below (log, reject).
+      return `${limit(a.limit)}queue num ${a.num} bypass`;
     case "log": {
-      const limit = a.limit ? `limit rate ${a.limit.perSecond}/second burst ${a.limit.burst} packets ` : "";
       const t = a.target;
       return t.kind === "nflog"
-        ? `${limit}log prefix ${quote(t.prefix)} group ${t.group} queue-threshold 1`
-        : `${limit}log prefix ${quote(t.prefix)} level warn flags skuid`;
+        ? `${limit(a.limit)}log prefix ${quote(t.prefix)} group ${t.group} queue-threshold 1`
+        : `${limit(a.limit)}log prefix ${quote(t.prefix)} level warn flags skuid`;
     }
   }
 }
@@ -34,6 +38,7 @@ export function nftRule(r: Rule): string {
   else if (r.proto && r.dport !== undefined) parts.push(`${r.proto} dport ${r.dport}`);
   else if (r.proto) parts.push(`meta l4proto ${r.proto}`);
   else if (r.family && !r.daddr && !r.icmpv6Types) parts.push(`meta nfproto ${r.family}`);
+  if (r.mark !== undefined) parts.push(`meta mark 0x${r.mark.toString(16).padStart(8, "0")}`);
   if (r.counter) parts.push("counter");
   parts.push(action(r.action), `comment ${quote(r.comment)}`);
   return parts.join(" ");

@@ -8,7 +8,10 @@
 //  3. the proxy (TCP to the host side at the proxy port);
 //  4. IPv6 neighbour discovery, so the link itself keeps working;
 //  5. every other TCP and UDP connection: a rate-limited log step, then a reject that fails fast
-//     (TCP reset: ICMP would cost blocking and IPv6 clients a one-second retransmit);
+//     (TCP reset: ICMP would cost blocking and IPv6 clients a one-second retransmit). With
+//     attribution on, a TCP SYN is first held in an NFQUEUE (rate-limited, bypassed when nobody
+//     listens) so proxywall can name the process while its socket still exists; proxywall's
+//     verdict re-runs the chain with a mark, and the first reject below catches the marked packet;
 //  6. ping to the host side; everything else (other protocols, ICMP elsewhere) is dropped.
 
 export type Family = "ipv4" | "ipv6";
@@ -25,23 +28,42 @@ export interface Features {
   log: boolean;
   /** Rate limiting of the log step. */
   limit: boolean;
+  /** NFQUEUE, to hold TCP SYNs for attribution. */
+  queue: boolean;
 }
 
-export const ALL_FEATURES: Features = { conntrack: true, log: true, limit: true };
+export const ALL_FEATURES: Features = { conntrack: true, log: true, limit: true, queue: true };
+
+/** Holding TCP SYNs for attribution: the queue, and the mark proxywall's verdict puts on them. */
+export interface HoldQueue {
+  num: number;
+  mark: number;
+}
+
+/** Per namespace, so fixed numbers serve every sandbox. */
+export const HOLD_QUEUE: HoldQueue = { num: 1, mark: 0x70770001 };
 
 export interface RulesetInput {
   hostV4: string;
   hostV6: string;
   proxyPort: number;
   log: LogTarget;
-  /** Log at most this many packets per second per protocol (burst twice that). */
+  /** Log (and hold) at most this many packets per second per protocol (burst twice that). */
   logRate: number;
+  /** Hold TCP SYNs for attribution; null to only log them. */
+  hold: HoldQueue | null;
   features: Features;
+}
+
+export interface Limit {
+  perSecond: number;
+  burst: number;
 }
 
 export type Action =
   | { kind: "accept" }
-  | { kind: "log"; target: Exclude<LogTarget, { kind: "none" }>; limit: { perSecond: number; burst: number } | null }
+  | { kind: "log"; target: Exclude<LogTarget, { kind: "none" }>; limit: Limit | null }
+  | { kind: "queue"; num: number; limit: Limit | null }
   | { kind: "reject-tcp-reset" }
   | { kind: "reject-port-unreachable" }
   | { kind: "drop" };
@@ -56,6 +78,8 @@ export interface Rule {
   proto?: "tcp" | "udp" | "icmp";
   daddr?: string;
   dport?: number;
+  /** Packet mark (proxywall's verdict on a held packet). */
+  mark?: number;
   /** ICMPv6 types by nft name. */
   icmpv6Types?: readonly string[];
   /** Count packets (the totals behind bypass summaries). */
@@ -87,9 +111,15 @@ export function planRuleset(input: RulesetInput): Ruleset {
     { comment: "the proxy", family: "ipv6", proto: "tcp", daddr: input.hostV6, dport: input.proxyPort, action: { kind: "accept" } },
     { comment: "neighbour discovery", family: "ipv6", icmpv6Types: ND_TYPES, action: { kind: "accept" } },
   );
+  const limit = features.limit ? { perSecond: input.logRate, burst: input.logRate * 2 } : null;
   for (const proto of ["tcp", "udp"] as const) {
+    if (proto === "tcp" && input.hold && features.queue) {
+      rules.push(
+        { comment: "reject tcp bypass (held, attributed)", proto, mark: input.hold.mark, counter: true, action: { kind: "reject-tcp-reset" } },
+        { comment: "hold tcp bypass for attribution", proto, action: { kind: "queue", num: input.hold.num, limit } },
+      );
+    }
     if (features.log && input.log.kind !== "none") {
-      const limit = features.limit ? { perSecond: input.logRate, burst: input.logRate * 2 } : null;
       rules.push({ comment: `log ${proto} bypass`, proto, action: { kind: "log", target: input.log, limit } });
     }
     rules.push({

@@ -2,7 +2,7 @@
 // environment CMD gets and the teardown. `run --dry-run` prints exactly this.
 import { renderIptables } from "./render-iptables.ts";
 import { renderNft } from "./render-nft.ts";
-import { planRuleset, type Features, type LogTarget, type Ruleset } from "./ruleset.ts";
+import { planRuleset, type Features, type HoldQueue, type LogTarget, type Ruleset } from "./ruleset.ts";
 import { sandboxNames, type SandboxAddresses, type SandboxNames } from "./addresses.ts";
 
 export type Backend = "nft" | "iptables";
@@ -13,6 +13,7 @@ export interface SandboxConfig {
   proxyPort: number;
   backend: Backend;
   log: LogTarget;
+  hold: HoldQueue | null;
   logRate: number;
   features: Features;
 }
@@ -64,6 +65,7 @@ export function planSandbox(config: SandboxConfig): SandboxPlan {
     hostV6: a.hostV6,
     proxyPort: config.proxyPort,
     log: config.log,
+    hold: config.hold,
     logRate: config.logRate,
     features: config.features,
   });

@@ -1,9 +1,8 @@
 // Applying a sandbox plan to the system, and undoing it. The thin side-effect layer: every
 // decision was made in the plan; this runs ip and the firewall tool and reports what failed.
 import { existsSync, writeFileSync } from "node:fs";
-import { planSandbox, type Backend, type FenceStep, type SandboxConfig, type SandboxPlan } from "../plan/sandbox-plan.ts";
+import { fenceSteps, planSandbox, type Backend, type FenceStep, type SandboxConfig, type SandboxPlan } from "../plan/sandbox-plan.ts";
 import { renderNft } from "../plan/render-nft.ts";
-import { renderIptables } from "../plan/render-iptables.ts";
 import type { Features, Rule, Ruleset } from "../plan/ruleset.ts";
 import { inNetns, netnsPath } from "../sys/netns.ts";
 import { findTool, startTool, toolError, type ToolResult } from "../sys/tools.ts";
@@ -35,15 +34,20 @@ export function backendTools(backend: Backend): Record<string, string> | null {
   return v4 && v6 ? { "iptables-restore": v4, "ip6tables-restore": v6 } : null;
 }
 
-export function chooseBackend(asked: Backend | undefined): { backend: Backend; tools: Record<string, string> } | null {
-  for (const b of asked ? [asked] : (["nft", "iptables"] as const)) {
-    const tools = backendTools(b);
-    if (tools) return { backend: b, tools };
-  }
-  return null;
+export interface BackendChoice {
+  backend: Backend;
+  tools: Record<string, string>;
 }
 
-async function runFenceStep(step: FenceStep, tools: Record<string, string>, netns: string, scratch: string, check = false): Promise<ToolResult> {
+/** The backends to try, in order: the one asked for, or nft then iptables, whichever are there. */
+export function backendCandidates(asked: Backend | undefined): BackendChoice[] {
+  return (asked ? [asked] : (["nft", "iptables"] as const)).flatMap((backend) => {
+    const tools = backendTools(backend);
+    return tools ? [{ backend, tools }] : [];
+  });
+}
+
+async function runFenceStep(step: FenceStep, tools: Record<string, string>, netns: string, scratch: string, check: boolean): Promise<ToolResult> {
   const tool = tools[step.tool]!;
   let args = step.args;
   let stdin: string | undefined = step.text;
@@ -61,6 +65,7 @@ async function runFenceStep(step: FenceStep, tools: Record<string, string>, netn
   }
 }
 
+/** Runs the steps in order; the first failure, or null when all succeeded. */
 async function runFence(steps: FenceStep[], tools: Record<string, string>, netns: string, scratch: string, check = false): Promise<ToolResult | null> {
   for (const step of steps) {
     const r = await runFenceStep(step, tools, netns, scratch, check);
@@ -75,49 +80,61 @@ function probeRuleset(plan: SandboxPlan, feature: keyof Features): Ruleset {
     conntrack: (r) => r.ctState !== undefined,
     log: (r) => r.action.kind === "log",
     limit: (r) => r.action.kind === "log" && r.action.limit !== null,
+    queue: (r) => r.action.kind === "queue",
   };
   const rules = plan.ruleset.rules
     .filter(pick[feature])
     .slice(0, 1)
-    .map((r) => (feature === "log" && r.action.kind === "log" ? { ...r, action: { ...r.action, limit: null } } : r));
+    .map((r) => ((feature === "log" && r.action.kind === "log") || (feature === "queue" && r.action.kind === "queue") ? { ...r, action: { ...r.action, limit: null } } : r));
   return { rules };
 }
 
 export interface FenceResult {
   plan: SandboxPlan;
+  backend: Backend;
   missing: (keyof Features)[];
 }
 
-/**
- * Installs the fence atomically. If the full ruleset is refused, asks the kernel about each
- * optional feature and installs a ruleset of only the supported ones, so that a missing log
- * or conntrack module never costs the rejects.
- */
-export async function applyFence(config: SandboxConfig, tools: Record<string, string>, scratch: string): Promise<FenceResult> {
-  let plan = planSandbox(config);
-  const first = await runFence(plan.fence, tools, plan.names.netns, scratch);
-  if (!first) return { plan, missing: [] };
+/** Which optional features `backend` cannot install here (each asked about with a check-only run). */
+async function missingFeatures(plan: SandboxPlan, choice: BackendChoice, scratch: string): Promise<(keyof Features)[]> {
   const missing: (keyof Features)[] = [];
-  for (const feature of ["conntrack", "log", "limit"] as const) {
-    if (!config.features[feature]) continue;
-    if (feature === "limit" && missing.includes("log")) continue;
+  for (const feature of ["conntrack", "log", "queue", "limit"] as const) {
+    if (!plan.config.features[feature]) continue;
     const probe = probeRuleset(plan, feature);
     if (probe.rules.length === 0) continue;
-    const steps = config.backend === "nft"
-      ? [{ tool: "nft" as const, args: ["-f", "{file}"], text: renderNft(probe).replace(/^add table.*\ndelete table.*\n/, "") }]
-      : [
-          { tool: "iptables-restore" as const, args: [], text: renderIptables(probe, "ipv4") },
-          { tool: "ip6tables-restore" as const, args: [], text: renderIptables(probe, "ipv6") },
-        ];
-    if (await runFence(steps, tools, plan.names.netns, scratch, true)) missing.push(feature);
+    const steps = fenceSteps(probe, choice.backend).map((step) =>
+      // A check-only run of a bare table: no add/delete preamble for a table that is not there.
+      step.tool === "nft" ? { ...step, text: renderNft(probe).replace(/^add table.*\ndelete table.*\n/, "") } : step,
+    );
+    if (await runFence(steps, choice.tools, plan.names.netns, scratch, true)) missing.push(feature);
   }
-  if (missing.length === 0) throw new SetupError(toolError(`installing the fence with ${config.backend}`, first));
+  return missing;
+}
+
+/**
+ * Installs the fence atomically. When the full ruleset is refused, asks the kernel about each
+ * optional feature; the next backend is tried if it can do more (this kernel, say, has the
+ * xt NFQUEUE target but no nft queue), and the best one installs a ruleset of only what it
+ * supports, so that a missing log, queue or conntrack module never costs the rejects.
+ */
+export async function applyFence(config: SandboxConfig, candidates: readonly BackendChoice[], scratch: string): Promise<FenceResult> {
+  let best: { choice: BackendChoice; plan: SandboxPlan; missing: (keyof Features)[] } | null = null;
+  let firstError: string | null = null;
+  for (const choice of candidates) {
+    const plan = planSandbox({ ...config, backend: choice.backend });
+    const failed = await runFence(plan.fence, choice.tools, plan.names.netns, scratch);
+    if (!failed) return { plan, backend: choice.backend, missing: [] };
+    firstError ??= toolError(`installing the fence with ${choice.backend}`, failed);
+    const missing = await missingFeatures(plan, choice, scratch);
+    if (missing.length > 0 && (!best || missing.length < best.missing.length)) best = { choice, plan, missing };
+  }
+  if (!best) throw new SetupError(firstError ?? "no firewall tool to install the fence with");
   const features = { ...config.features };
-  for (const m of missing) features[m] = false;
-  plan = planSandbox({ ...config, features });
-  const second = await runFence(plan.fence, tools, plan.names.netns, scratch);
-  if (second) throw new SetupError(toolError(`installing the fence with ${config.backend}`, second));
-  return { plan, missing };
+  for (const m of best.missing) features[m] = false;
+  const plan = planSandbox({ ...config, backend: best.choice.backend, features });
+  const failed = await runFence(plan.fence, best.choice.tools, plan.names.netns, scratch);
+  if (failed) throw new SetupError(toolError(`installing the fence with ${best.choice.backend}`, failed));
+  return { plan, backend: best.choice.backend, missing: best.missing };
 }
 
 /** Builds namespace and link. On failure the caller's teardown removes what was made. */

@@ -6,14 +6,15 @@ import { diag } from "../diag.ts";
 import { nowTs } from "../events/bypass-event.ts";
 import type { LineWriter } from "../events/line-writer.ts";
 import type { Degraded, EventLine, SandboxReady } from "../events/schema.ts";
-import { newSandboxId, type Pool } from "../plan/addresses.ts";
-import { ALL_FEATURES, type Features, type LogTarget } from "../plan/ruleset.ts";
+import { newSandboxId, sandboxNames, type Pool } from "../plan/addresses.ts";
+import { ALL_FEATURES, type Features } from "../plan/ruleset.ts";
+import { watchRules } from "../cli/fence-options.ts";
 import { planSandbox, proxyEnv, type Backend, type SandboxConfig } from "../plan/sandbox-plan.ts";
 import { inNetns, netnsPath } from "../sys/netns.ts";
 import { startReaper } from "../sys/reaper.ts";
 import { ownChildren } from "../sys/tools.ts";
 import { EXIT } from "../cli/exit-codes.ts";
-import { applyFence, applyNetwork, chooseBackend, removeNetwork, SetupError } from "./apply.ts";
+import { applyFence, applyNetwork, backendCandidates, removeNetwork, SetupError } from "./apply.ts";
 import { collectGarbage } from "./gc.ts";
 import { claimSlot, ensureStateDir, removeFile, removeState, selfOwner, writeState } from "./state.ts";
 
@@ -23,7 +24,7 @@ export interface RunConfig {
   /** The user's own proxy listens on host-ip:proxyPort; proxywall starts none. */
   externalProxy: boolean;
   backend: Backend | undefined;
-  log: (prefix: string) => LogTarget;
+  nflogGroup: number;
   logRate: number;
   pool: Pool;
   user: { uid: number; gid: number } | null;
@@ -48,6 +49,11 @@ const FEATURE_LOSS: Record<keyof Features, { missing: string; fix: string; still
   limit: {
     missing: "rate limiting (nft limit / xt_limit): the log step is not rate-limited",
     fix: "load nft_limit or xt_limit on the host",
+    still: "all direct TCP/UDP connections are still rejected and logged",
+  },
+  queue: {
+    missing: "NFQUEUE (nft queue / xt_NFQUEUE): TCP attempts cannot be held while their process is looked up, so most are reported without a process",
+    fix: "load nfnetlink_queue and nft_queue (or xt_NFQUEUE) on the host",
     still: "all direct TCP/UDP connections are still rejected and logged",
   },
 };
@@ -96,8 +102,8 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
     for (const p of gc.problems) diag.warn(p);
     checkAbort();
 
-    const chosen = chooseBackend(cfg.backend);
-    if (!chosen) {
+    const candidates = backendCandidates(cfg.backend);
+    if (candidates.length === 0) {
       const want = cfg.backend === "iptables" ? "iptables-restore and ip6tables-restore" : cfg.backend === "nft" ? "nft" : "nft, or iptables-restore and ip6tables-restore";
       throw new SetupError(`no firewall tool: ${want} not found on PATH or in /usr/sbin, /sbin, /usr/bin, /bin (install nftables or iptables)`);
     }
@@ -109,8 +115,8 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
       id,
       addrs: claim.addrs,
       proxyPort: cfg.proxyPort,
-      backend: chosen.backend,
-      log: cfg.log(`proxywall:${id}:`),
+      backend: candidates[0]!.backend,
+      ...watchRules("nflog", cfg.nflogGroup, sandboxNames(id).logPrefix),
       logRate: cfg.logRate,
       features: ALL_FEATURES,
     };
@@ -129,7 +135,7 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
       sandbox_ipv4: claim.addrs.sandboxV4,
       host_ipv6: claim.addrs.hostV6,
       sandbox_ipv6: claim.addrs.sandboxV6,
-      backend: chosen.backend,
+      backend: candidates[0]!.backend,
       proxy_port: cfg.proxyPort,
       cmd: cfg.cmd,
     });
@@ -140,7 +146,7 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
 
     let fenced = true;
     try {
-      const fence = await applyFence(config, chosen.tools, `${cfg.stateDir}/${id}.nft`);
+      const fence = await applyFence(config, candidates, `${cfg.stateDir}/${id}.nft`);
       plan = fence.plan;
       for (const m of fence.missing) degrade(m, FEATURE_LOSS[m].missing, FEATURE_LOSS[m].fix, FEATURE_LOSS[m].still);
     } catch (e) {
@@ -193,7 +199,7 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
       host_ipv6: claim.addrs.hostV6,
       sandbox_ipv6: claim.addrs.sandboxV6,
       proxy: { url: plan.proxyUrl, port: cfg.proxyPort, builtin: !cfg.externalProxy },
-      backend: fenced ? chosen.backend : null,
+      backend: fenced ? plan.config.backend : null,
       log: fenced && plan.config.features.log ? plan.config.log.kind : "none",
       degraded: degraded.map((d) => d.component),
       setup_ms: Math.round((performance.now() - t0) * 10) / 10,

@@ -1,0 +1,139 @@
+// Who owns a socket, from /proc: the namespace's socket tables (/proc/PID/net/tcp{,6}, udp{,6}
+// show the table of the namespace PID lives in), then the fd tables of the processes in that
+// namespace. Works only while the socket exists; callers that hold the packet (NFQUEUE) or look
+// within milliseconds of it get an answer, others get "unresolved", never a guess.
+import { readdirSync, readFileSync, readlinkSync, statSync } from "node:fs";
+import { formatIPv6, ipv6Groups } from "../net/ip-address.ts";
+
+export interface SocketKey {
+  proto: "tcp" | "udp";
+  family: "ipv4" | "ipv6";
+  srcAddr: string | null;
+  srcPort: number | null;
+  dstAddr: string;
+  dstPort: number;
+}
+
+export interface SocketEntry {
+  inode: number;
+  state: number;
+}
+
+function hexIPv4(h: string): string {
+  // Four bytes in host (little-endian) order.
+  return `${parseInt(h.slice(6, 8), 16)}.${parseInt(h.slice(4, 6), 16)}.${parseInt(h.slice(2, 4), 16)}.${parseInt(h.slice(0, 2), 16)}`;
+}
+
+function hexIPv6(h: string): string {
+  const groups: number[] = [];
+  for (let w = 0; w < 4; w++) {
+    const word = h.slice(w * 8, w * 8 + 8);
+    // Each 32-bit word is in host order: reverse its bytes.
+    const be = word.slice(6, 8) + word.slice(4, 6) + word.slice(2, 4) + word.slice(0, 2);
+    groups.push(parseInt(be.slice(0, 4), 16), parseInt(be.slice(4, 8), 16));
+  }
+  return formatIPv6(groups);
+}
+
+function addrPort(field: string): { addr: string; port: number } {
+  const [a, p] = field.split(":");
+  return { addr: a!.length === 8 ? hexIPv4(a!) : hexIPv6(a!), port: parseInt(p!, 16) };
+}
+
+/** The IPv4 address as an AF_INET6 dual-stack socket shows it. */
+function mapped(v4: string): string {
+  return formatIPv6(ipv6Groups(`::ffff:${v4}`)!);
+}
+
+/** Sockets in the namespace of `pid` that match the packet: local port (and address), remote address and port. */
+export function findSockets(pid: number, key: SocketKey): SocketEntry[] {
+  const tables = key.family === "ipv4" ? [key.proto, `${key.proto}6`] : [`${key.proto}6`];
+  const found: SocketEntry[] = [];
+  for (const table of tables) {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${pid}/net/${table}`, "latin1");
+    } catch {
+      continue;
+    }
+    const v6table = table.endsWith("6");
+    const want = (a: string) => (key.family === "ipv4" && v6table ? mapped(a) : a);
+    const lines = text.split("\n");
+    for (let i = 1; i < lines.length; i++) {
+      const f = lines[i]!.trim().split(/\s+/);
+      if (f.length < 10) continue;
+      const local = addrPort(f[1]!);
+      if (key.srcPort !== null && local.port !== key.srcPort) continue;
+      const remote = addrPort(f[2]!);
+      const unconnected = remote.port === 0;
+      // UDP sockets that sendto() without connect() show no remote end.
+      if (!(unconnected && key.proto === "udp") && (remote.port !== key.dstPort || remote.addr !== want(key.dstAddr))) continue;
+      if (key.srcAddr && !/^(0\.0\.0\.0|::)$/.test(local.addr) && local.addr !== want(key.srcAddr)) continue;
+      const inode = Number(f[9]);
+      if (inode > 0) found.push({ inode, state: parseInt(f[3]!, 16) });
+    }
+  }
+  return found;
+}
+
+/** Pids (among `pids`) with an fd open on one of the socket inodes. */
+export function socketHolders(pids: Iterable<number>, inodes: readonly number[]): number[] {
+  const wanted = new Set(inodes.map((i) => `socket:[${i}]`));
+  const holders: number[] = [];
+  for (const pid of pids) {
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        if (wanted.has(readlinkSync(`/proc/${pid}/fd/${fd}`))) {
+          holders.push(pid);
+          break;
+        }
+      } catch {}
+    }
+  }
+  return holders;
+}
+
+/**
+ * The processes inside one network namespace, kept up to date cheaply: a pid is checked
+ * (one stat of /proc/PID/ns/net) only the first time it is seen.
+ */
+export class NamespaceProcesses {
+  private readonly known = new Map<number, boolean>();
+  private readonly ns: { ino: number; dev: number };
+
+  constructor(nsPath: string) {
+    const st = statSync(nsPath);
+    this.ns = { ino: st.ino, dev: st.dev };
+  }
+
+  /** Pids in the namespace now, newest first (a short-lived culprit is usually the newest). */
+  pids(): number[] {
+    const seen = new Set<number>();
+    const inside: number[] = [];
+    for (const name of readdirSync("/proc")) {
+      const c = name.charCodeAt(0);
+      if (c < 49 || c > 57) continue;
+      const pid = Number(name);
+      seen.add(pid);
+      let isInside = this.known.get(pid);
+      if (isInside === undefined) {
+        try {
+          const st = statSync(`/proc/${pid}/ns/net`);
+          isInside = st.ino === this.ns.ino && st.dev === this.ns.dev;
+        } catch {
+          continue;
+        }
+        this.known.set(pid, isInside);
+      }
+      if (isInside) inside.push(pid);
+    }
+    for (const pid of this.known.keys()) if (!seen.has(pid)) this.known.delete(pid);
+    return inside.sort((a, b) => b - a);
+  }
+}
