@@ -160,21 +160,62 @@ describe("addresses and names", () => {
 describe("holding TCP SYNs for attribution", () => {
   const held = planRuleset({ ...base, hold: HOLD_QUEUE });
 
-  test("marked reject, then the rate-limited queue (bypassed when nobody listens), then log and reject", () => {
+  test("a hold chain of its own: exemptions, marked packets pass, then the rate-limited queue", () => {
+    expect(held.hold.map((r) => r.comment)).toEqual([
+      "loopback, including the resets the rejects below send",
+      "replies",
+      "the proxy",
+      "the proxy",
+      "held already: on to the fence",
+      "hold tcp bypass for attribution",
+    ]);
+    expect(held.hold.at(-1)!.action).toEqual({ kind: "queue", num: 1, limit: { perSecond: 100, burst: 200 } });
+  });
+
+  test("the fence rejects marked (reported) packets before the log step, so none is reported twice", () => {
     const tcp = held.rules.filter((r) => r.proto === "tcp" && !r.daddr).map((r) => r.comment);
-    expect(tcp).toEqual(["reject tcp bypass (held, attributed)", "hold tcp bypass for attribution", "log tcp bypass", "reject tcp bypass"]);
-    expect(held.rules.filter((r) => r.proto === "udp" && r.action.kind === "queue")).toEqual([]);
+    expect(tcp).toEqual(["reject tcp bypass (held, attributed)", "log tcp bypass", "reject tcp bypass"]);
+    expect(held.rules.some((r) => r.action.kind === "queue")).toBe(false);
   });
 
-  test("rendered for nft and iptables", () => {
+  test("nft: the hold chain runs before the fence chain", () => {
     const nft = renderNft(held);
-    expect(nft).toContain(`\t\tmeta l4proto tcp meta mark 0x70770001 counter reject with tcp reset comment "reject tcp bypass (held, attributed)"\n\t\tmeta l4proto tcp limit rate 100/second burst 200 packets queue num 1 bypass comment "hold tcp bypass for attribution"\n`);
-    const v6 = renderIptables(held, "ipv6");
-    expect(v6).toContain(`-A OUTPUT -p tcp -m mark --mark 0x70770001 -j REJECT --reject-with tcp-reset\n-A OUTPUT -p tcp -m limit --limit 100/sec --limit-burst 200 -j NFQUEUE --queue-num 1 --queue-bypass\n`);
+    expect(nft).toContain(`table inet proxywall {
+\tchain hold {
+\t\ttype filter hook output priority -10; policy accept;
+\t\toifname "lo" accept comment "loopback, including the resets the rejects below send"
+\t\tct state established,related accept comment "replies"
+\t\tip daddr 10.200.0.1 tcp dport 3128 accept comment "the proxy"
+\t\tip6 daddr fd70:7077:a11::1 tcp dport 3128 accept comment "the proxy"
+\t\tmeta mark 0x70770001 accept comment "held already: on to the fence"
+\t\tmeta l4proto tcp limit rate 100/second burst 200 packets queue num 1 bypass comment "hold tcp bypass for attribution"
+\t}
+\tchain output {
+`);
+    expect(nft).toContain(`\t\tmeta l4proto tcp meta mark 0x70770001 counter reject with tcp reset comment "reject tcp bypass (held, attributed)"\n\t\tmeta l4proto tcp limit rate 100/second`);
   });
 
-  test("no queue feature: no hold rules", () => {
-    const rules = planRuleset({ ...base, hold: HOLD_QUEUE, features: { ...ALL_FEATURES, queue: false } }).rules;
-    expect(rules.some((r) => r.action.kind === "queue" || r.mark !== undefined)).toBe(false);
+  test("iptables: the hold chain is mangle OUTPUT, which runs before filter OUTPUT", () => {
+    expect(renderIptables(held, "ipv6")).toStartWith(`*mangle
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:FORWARD ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A OUTPUT -o lo -j ACCEPT
+-A OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+-A OUTPUT -d fd70:7077:a11::1/128 -p tcp -m tcp --dport 3128 -j ACCEPT
+-A OUTPUT -m mark --mark 0x70770001 -j ACCEPT
+-A OUTPUT -p tcp -m limit --limit 100/sec --limit-burst 200 -j NFQUEUE --queue-num 1 --queue-bypass
+COMMIT
+*filter
+`);
+    expect(renderIptables(held, "ipv4")).toContain(`-A OUTPUT -p tcp -m mark --mark 0x70770001 -j REJECT --reject-with tcp-reset\n-A OUTPUT -p tcp -m limit --limit 100/sec --limit-burst 200 -j NFLOG`);
+  });
+
+  test("no queue feature: no hold chain, no mark rule", () => {
+    const rs = planRuleset({ ...base, hold: HOLD_QUEUE, features: { ...ALL_FEATURES, queue: false } });
+    expect(rs.hold).toEqual([]);
+    expect(rs.rules.some((r) => r.mark !== undefined)).toBe(false);
   });
 });

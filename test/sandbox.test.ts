@@ -73,10 +73,12 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
 
   beforeAll(async () => {
     // A plain TCP server on every host address, on a port that is not the proxy's.
-    tcp4 = createServer((s) => s.end("hello\n"));
+    // Speaks just enough HTTP for curl; the other clients only connect.
+    const hello = (s: import("node:net").Socket) => s.end("HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nhello\n");
+    tcp4 = createServer(hello);
     await new Promise<void>((r) => tcp4.listen(0, "0.0.0.0", r));
     port = (tcp4.address() as { port: number }).port;
-    tcp6 = createServer((s) => s.end("hello\n"));
+    tcp6 = createServer(hello);
     await new Promise<void>((r) => tcp6.listen({ port, host: "::", ipv6Only: true }, r));
     udp4 = createSocket("udp4");
     await new Promise<void>((r) => udp4.bind(0, "0.0.0.0", r));
@@ -122,6 +124,8 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
     for (const c of fenced) {
       expect({ name: c.name, rc: c.rc === 0 ? "connected" : "failed" }).toEqual({ name: c.name, rc: "failed" });
       if (c.name.includes("udp")) expect(c.out).toContain("PermissionError");
+      // curl's exit 7 is its "could not connect" (it prints no errno).
+      else if (c.name.startsWith("curl")) expect({ name: c.name, rc: c.rc }).toEqual({ name: c.name, rc: 7 });
       else expect({ name: c.name, refused: /refused|ECONNREFUSED/i.test(c.out) }).toEqual({ name: c.name, refused: true });
       // Not a timing assertion: a client that hung would have hit the 10 s timeout (exit 124).
       expect(c.rc).not.toBe(124);
@@ -233,10 +237,12 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
     const before = hostSnapshot();
     const run = await startRun(["--", "sleep", "29.5"]);
     expect(await run.ready).toBe(true);
+    const cmdAlive = () => Bun.spawnSync(["pgrep", "-f", "^sleep 29.5$"]).exitCode === 0;
+    // sandbox_ready comes just before CMD is spawned: wait until CMD really runs.
+    for (let i = 0; i < 100 && !cmdAlive(); i++) await Bun.sleep(20);
+    expect(cmdAlive()).toBe(true);
     run.p.kill("SIGKILL");
     await run.p.exited;
-    const cmdAlive = () => Bun.spawnSync(["pgrep", "-f", "^sleep 29.5$"]).exitCode === 0;
-    expect(cmdAlive()).toBe(true);
     expect(hostSnapshot().netns.length).toBe(before.netns.length + 1);
     const ls = await proxywall(["ls", "--state-dir", TEST_STATE_DIR, "--json"]);
     const rows = ls.stdout.trim().split("\n").map((l) => JSON.parse(l));
@@ -277,7 +283,8 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
       [["run"], /no command to run/],
       [["run", "--"], /no command to run/],
       [["run", "--events", "x".repeat(5000), "--", "true"], /--events: is too long/],
-      [["run", "--pool", "10.0.0.0/40", "--", "true"], /--pool: must be an IPv4 CIDR/],
+      [["run", "--pool", "10.0.0.0/40", "--", "true"], /--pool: prefix length must be from 8 to 30/],
+      [["run", "--pool", "fd00::/64", "--", "true"], /--pool: must be an IPv4 CIDR/],
       [["run", "--backend", "ebpf", "--", "true"], /--backend: must be nft or iptables/],
       [["run", "--events", "fd:999", "--", "true"], /--events: file descriptor 999 is not open/],
       [["nonsense"], /unknown command nonsense/],

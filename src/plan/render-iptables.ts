@@ -34,7 +34,7 @@ function target(a: Action, family: Family): string {
 
 function iptablesRules(r: Rule, family: Family): string[] {
   if (r.family && r.family !== family) return [];
-  const m: string[] = ["-A OUTPUT"];
+  const m: string[] = [`-A OUTPUT`];
   if (r.oif) m.push(`-o ${r.oif}`);
   if (r.daddr) m.push(`-d ${r.daddr}/${family === "ipv4" ? 32 : 128}`);
   if (r.proto === "icmp") m.push(family === "ipv4" ? "-p icmp" : "-p ipv6-icmp");
@@ -50,8 +50,15 @@ function iptablesRules(r: Rule, family: Family): string[] {
   return [`${head} ${tail}`];
 }
 
-/** iptables-restore input for one family: the filter table with the OUTPUT chain as planned. */
+/**
+ * iptables-restore input for one family: the filter table's OUTPUT chain is the fence; the hold
+ * chain, when there is one, is the mangle table's OUTPUT chain, which runs before it.
+ */
 export function renderIptables(ruleset: Ruleset, family: Family): string {
-  const lines = ruleset.rules.flatMap((r) => iptablesRules(r, family));
-  return `*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT DROP [0:0]\n${lines.join("\n")}\nCOMMIT\n`;
+  const lines = (rules: readonly Rule[]) => rules.flatMap((r) => iptablesRules(r, family)).join("\n");
+  const mangle =
+    ruleset.hold.length === 0
+      ? ""
+      : `*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n${lines(ruleset.hold)}\nCOMMIT\n`;
+  return `${mangle}*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT DROP [0:0]\n${lines(ruleset.rules)}\nCOMMIT\n`;
 }

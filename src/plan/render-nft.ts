@@ -44,17 +44,19 @@ export function nftRule(r: Rule): string {
   return parts.join(" ");
 }
 
+const body = (rules: readonly Rule[]) => rules.map((r) => `\t\t${nftRule(r)}\n`).join("");
+
+/** The table alone, for `nft -f` on a namespace that has no proxywall table yet. */
+export function renderNftTable(ruleset: Ruleset): string {
+  // The hold chain runs just before the fence (see ruleset.ts for why it is a chain of its own).
+  const hold =
+    ruleset.hold.length === 0
+      ? ""
+      : `\tchain hold {\n\t\ttype filter hook output priority -10; policy accept;\n${body(ruleset.hold)}\t}\n`;
+  return `table inet ${NFT_TABLE} {\n${hold}\tchain output {\n\t\ttype filter hook output priority filter; policy drop;\n${body(ruleset.rules)}\t}\n}\n`;
+}
+
 export function renderNft(ruleset: Ruleset): string {
-  const body = ruleset.rules.map((r) => `\t\t${nftRule(r)}\n`).join("");
   // "add" then "delete" makes the script replace an older table in the same atomic batch.
-  return (
-    `add table inet ${NFT_TABLE}\n` +
-    `delete table inet ${NFT_TABLE}\n` +
-    `table inet ${NFT_TABLE} {\n` +
-    `\tchain output {\n` +
-    `\t\ttype filter hook output priority filter; policy drop;\n` +
-    body +
-    `\t}\n` +
-    `}\n`
-  );
+  return `add table inet ${NFT_TABLE}\ndelete table inet ${NFT_TABLE}\n${renderNftTable(ruleset)}`;
 }

@@ -8,11 +8,16 @@
 //  3. the proxy (TCP to the host side at the proxy port);
 //  4. IPv6 neighbour discovery, so the link itself keeps working;
 //  5. every other TCP and UDP connection: a rate-limited log step, then a reject that fails fast
-//     (TCP reset: ICMP would cost blocking and IPv6 clients a one-second retransmit). With
-//     attribution on, a TCP SYN is first held in an NFQUEUE (rate-limited, bypassed when nobody
-//     listens) so proxywall can name the process while its socket still exists; proxywall's
-//     verdict re-runs the chain with a mark, and the first reject below catches the marked packet;
+//     (TCP reset: ICMP would cost blocking and IPv6 clients a one-second retransmit);
 //  6. ping to the host side; everything else (other protocols, ICMP elsewhere) is dropped.
+//
+// With attribution on, a separate "hold" chain runs first (an earlier priority) and puts each new
+// TCP SYN that the fence will reject into an NFQUEUE, so proxywall can name the process while its
+// socket still exists. It must be a chain of its own: when nobody listens, "queue ... bypass"
+// ACCEPTS the packet for the rest of its chain (it does not fall through to the next rule), so in
+// the fence chain it would let the SYN out. Here, that accept only ends the hold chain, and the
+// fence chain still rejects. proxywall's verdict repeats the hook with a mark; the hold chain lets
+// marked packets pass, and the fence chain rejects them without logging them a second time.
 
 export type Family = "ipv4" | "ipv6";
 
@@ -88,7 +93,10 @@ export interface Rule {
 }
 
 export interface Ruleset {
+  /** The fence: the output chain, policy drop. */
   rules: Rule[];
+  /** The hold chain (runs before the fence; policy accept); empty without attribution. */
+  hold: Rule[];
 }
 
 /** ICMPv6 messages that neighbour discovery and multicast listener reports need. */
@@ -111,13 +119,19 @@ export function planRuleset(input: RulesetInput): Ruleset {
     { comment: "the proxy", family: "ipv6", proto: "tcp", daddr: input.hostV6, dport: input.proxyPort, action: { kind: "accept" } },
     { comment: "neighbour discovery", family: "ipv6", icmpv6Types: ND_TYPES, action: { kind: "accept" } },
   );
+  const exempt = rules.slice();
   const limit = features.limit ? { perSecond: input.logRate, burst: input.logRate * 2 } : null;
+  const hold: Rule[] = [];
+  const held = input.hold && features.queue ? input.hold : null;
   for (const proto of ["tcp", "udp"] as const) {
-    if (proto === "tcp" && input.hold && features.queue) {
-      rules.push(
-        { comment: "reject tcp bypass (held, attributed)", proto, mark: input.hold.mark, counter: true, action: { kind: "reject-tcp-reset" } },
-        { comment: "hold tcp bypass for attribution", proto, action: { kind: "queue", num: input.hold.num, limit } },
+    if (proto === "tcp" && held) {
+      hold.push(
+        // What the fence lets through is never held.
+        ...exempt.filter((r) => !r.icmpv6Types),
+        { comment: "held already: on to the fence", mark: held.mark, action: { kind: "accept" } },
+        { comment: "hold tcp bypass for attribution", proto, action: { kind: "queue", num: held.num, limit } },
       );
+      rules.push({ comment: "reject tcp bypass (held, attributed)", proto, mark: held.mark, counter: true, action: { kind: "reject-tcp-reset" } });
     }
     if (features.log && input.log.kind !== "none") {
       rules.push({ comment: `log ${proto} bypass`, proto, action: { kind: "log", target: input.log, limit } });
@@ -134,5 +148,5 @@ export function planRuleset(input: RulesetInput): Ruleset {
     { comment: "ping the host side", family: "ipv6", proto: "icmp", daddr: input.hostV6, action: { kind: "accept" } },
     { comment: "everything else", counter: true, action: { kind: "drop" } },
   );
-  return { rules };
+  return { rules, hold };
 }

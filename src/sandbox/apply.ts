@@ -2,7 +2,7 @@
 // decision was made in the plan; this runs ip and the firewall tool and reports what failed.
 import { existsSync, writeFileSync } from "node:fs";
 import { fenceSteps, planSandbox, type Backend, type FenceStep, type SandboxConfig, type SandboxPlan } from "../plan/sandbox-plan.ts";
-import { renderNft } from "../plan/render-nft.ts";
+import { renderNftTable } from "../plan/render-nft.ts";
 import type { Features, Rule, Ruleset } from "../plan/ruleset.ts";
 import { inNetns, netnsPath } from "../sys/netns.ts";
 import { findTool, startTool, toolError, type ToolResult } from "../sys/tools.ts";
@@ -82,11 +82,11 @@ function probeRuleset(plan: SandboxPlan, feature: keyof Features): Ruleset {
     limit: (r) => r.action.kind === "log" && r.action.limit !== null,
     queue: (r) => r.action.kind === "queue",
   };
-  const rules = plan.ruleset.rules
+  const rules = [...plan.ruleset.hold, ...plan.ruleset.rules]
     .filter(pick[feature])
     .slice(0, 1)
     .map((r) => ((feature === "log" && r.action.kind === "log") || (feature === "queue" && r.action.kind === "queue") ? { ...r, action: { ...r.action, limit: null } } : r));
-  return { rules };
+  return { rules, hold: [] };
 }
 
 export interface FenceResult {
@@ -104,7 +104,7 @@ async function missingFeatures(plan: SandboxPlan, choice: BackendChoice, scratch
     if (probe.rules.length === 0) continue;
     const steps = fenceSteps(probe, choice.backend).map((step) =>
       // A check-only run of a bare table: no add/delete preamble for a table that is not there.
-      step.tool === "nft" ? { ...step, text: renderNft(probe).replace(/^add table.*\ndelete table.*\n/, "") } : step,
+      step.tool === "nft" ? { ...step, text: renderNftTable(probe) } : step,
     );
     if (await runFence(steps, choice.tools, plan.names.netns, scratch, true)) missing.push(feature);
   }

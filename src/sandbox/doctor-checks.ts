@@ -344,7 +344,7 @@ async function loadRuleset(nsPath: string, backend: Backend, tools: Record<strin
   return null;
 }
 
-const probe = (rule: Rule): Ruleset => ({ rules: [rule] });
+const probe = (rule: Rule): Ruleset => ({ rules: [rule], hold: [] });
 const PROBES = {
   conntrack: probe({ comment: "doctor: conntrack", ctState: ["established", "related"], action: { kind: "accept" } }),
   nflog: probe({ comment: "doctor: nflog", proto: "tcp", action: { kind: "log", target: { kind: "nflog", group: NFLOG_GROUP, prefix: PROBE_PREFIX }, limit: null } }),

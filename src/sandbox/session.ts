@@ -79,7 +79,7 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
     emit(d);
   };
   // `record` steps forget the sandbox; they are skipped while anything real is left, so gc can retry.
-  const undo: { what: string; record?: true; fn: () => Promise<string[]> | string[] | void }[] = [];
+  const undo: { what: string; record?: true; fn: () => Promise<unknown> | unknown }[] = [];
   let child: Bun.Subprocess | null = null;
   let abortedBy: string | null = null;
   const checkAbort = () => {
@@ -201,6 +201,8 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
       proxy: { url: plan.proxyUrl, port: cfg.proxyPort, builtin: !cfg.externalProxy },
       backend: fenced ? plan.config.backend : null,
       log: fenced && plan.config.features.log ? plan.config.log.kind : "none",
+      monitor: "off",
+      detection: "off",
       degraded: degraded.map((d) => d.component),
       setup_ms: Math.round((performance.now() - t0) * 10) / 10,
     };

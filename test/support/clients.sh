@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every kind of client against HOST:PORT (IPv4 and IPv6) and prints one TSV line per client:
-#   NAME  EXIT-CODE  MILLISECONDS  OUTPUT
+#   NAME  EXIT-CODE  MILLISECONDS  LAST-LINE-OF-OUTPUT
 # Used inside a sandbox, once fenced and once with the fence removed (the negative control).
 set -u
 H4=$1 H6=$2 PORT=$3 UDPPORT=$4
@@ -10,7 +10,7 @@ try() {
   s=$(date +%s%N)
   out=$(timeout 10 "$@" 2>&1); rc=$?
   e=$(( ($(date +%s%N) - s) / 1000000 ))
-  printf '%s\t%s\t%s\t%s\n' "$name" "$rc" "$e" "$(printf '%s' "$out" | tr '\n\t' '  ' | cut -c1-200)"
+  printf '%s\t%s\t%s\t%s\n' "$name" "$rc" "$e" "$(printf '%s\n' "$out" | grep -v '^$' | tail -n 1 | tr '\t' ' ' | cut -c1-200)"
 }
 for fam in 4 6; do
   if [ "$fam" = 4 ]; then H=$H4; U="$H4"; else H=$H6; U="[$H6]"; fi

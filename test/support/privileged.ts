@@ -1,7 +1,7 @@
 // Shared ground for tests that need root and the real kernel: a gate that fails (in CI) or skips
 // (elsewhere) when namespaces cannot be made, a snapshot of host state to prove nothing was left
 // behind, and a way to run proxywall from source and collect its event lines.
-import { describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 
@@ -28,7 +28,17 @@ export const PRIVILEGED = canMakeNamespace();
  * failure, not a reason to skip; elsewhere the tests are skipped with a note.
  */
 export function describePrivileged(name: string, fn: () => void): void {
-  if (PRIVILEGED) return describe(name, fn);
+  // Real namespaces and real clients take longer than bun's 5 s default on a loaded machine.
+  setDefaultTimeout(60_000);
+  if (PRIVILEGED) {
+    return describe(name, () => {
+      fn();
+      // Whatever a failed test left behind (its proxywall killed mid-run) is removed here.
+      afterAll(async () => {
+        await proxywall(["gc", "--state-dir", TEST_STATE_DIR]);
+      });
+    });
+  }
   if (process.env.CI) {
     return describe(name, () => {
       test("can create a network namespace (required in CI)", () => {
@@ -46,13 +56,18 @@ export interface HostSnapshot {
   nftTables: string;
 }
 
+/**
+ * What proxywall could leave on the host: its namespaces (pw-ID), links (pwhID, pwsID), nft
+ * tables and state files. Names of other shapes are left out, so that other work on the same
+ * machine (another developer's namespaces) does not make the comparison fail.
+ */
 export function hostSnapshot(): HostSnapshot {
   const out = (cmd: string[]) => Bun.spawnSync(cmd).stdout.toString();
   const listDir = (d: string): string[] =>
     existsSync(d) ? readdirSync(d, { recursive: true }).map(String).sort() : [];
   return {
-    netns: out(["ip", "netns", "list"]).split("\n").map((l) => l.split(" ")[0]!).filter(Boolean).sort(),
-    links: out(["ip", "-o", "link"]).split("\n").map((l) => l.split(":")[1]?.trim().split("@")[0] ?? "").filter(Boolean).sort(),
+    netns: out(["ip", "netns", "list"]).split("\n").map((l) => l.split(" ")[0]!).filter((n) => /^pw-[0-9a-f]{8}$/.test(n)).sort(),
+    links: out(["ip", "-o", "link"]).split("\n").map((l) => l.split(":")[1]?.trim().split("@")[0] ?? "").filter((n) => /^pw[hs][0-9a-f]{8}$/.test(n)).sort(),
     state: listDir(TEST_STATE_DIR),
     nftTables: out(["nft", "list", "tables"]),
   };
