@@ -1,0 +1,193 @@
+// NFLOG (nfnetlink_log) listener: receives the packets that `log group N` (nft) or
+// `-j NFLOG --nflog-group N` (iptables) rules copy to userspace in a network namespace. Unlike the
+// printk LOG target it works in any namespace without a host sysctl and needs only CAP_NET_ADMIN
+// over the namespace (shared/KERNEL-NOTES.md).
+//
+// Kernel ABI (include/uapi/linux/netfilter/nfnetlink_log.h, net/netfilter/nfnetlink_log.c):
+// config messages are NFNL_SUBSYS_ULOG<<8 | NFULNL_MSG_CONFIG with res_id = group; packets arrive
+// as NFNL_SUBSYS_ULOG<<8 | NFULNL_MSG_PACKET (0x0400). NFULA_UID/NFULA_GID need no flag: the
+// kernel adds them whenever the packet has a full socket with an open file (there is no
+// NFULNL_CFG_F_UID; the flags are SEQ, SEQ_GLOBAL and CONNTRACK only).
+import {
+  be16,
+  be32,
+  closeAndRelease,
+  closeFd,
+  fdLink,
+  NetlinkError,
+  NfnlMessage,
+  nfnlAttributes,
+  NFNL_SUBSYS_ULOG,
+  NLM_F_ACK,
+  NLM_F_REQUEST,
+  openNetfilterSocket,
+  request,
+  setReceiveBuffer,
+  startListener,
+  type ListenerStats,
+} from "./netlink.ts";
+
+const NFULNL_MSG_PACKET = 0;
+const NFULNL_MSG_CONFIG = 1;
+// enum nfulnl_attr_config
+const NFULA_CFG_CMD = 1;
+const NFULA_CFG_MODE = 2;
+const NFULA_CFG_QTHRESH = 5;
+// enum nfulnl_msg_config_cmds
+const NFULNL_CFG_CMD_BIND = 1;
+const NFULNL_COPY_PACKET = 2;
+// enum nfulnl_attr_type
+const NFULA_PACKET_HDR = 1;
+const NFULA_PAYLOAD = 9;
+const NFULA_PREFIX = 10;
+const NFULA_UID = 11;
+const NFULA_GID = 14;
+const NFULA_MAX_USED = NFULA_GID;
+/** NFULNL_COPY_RANGE_MAX: 0xffff - NLA_HDRLEN. */
+export const MAX_COPY_RANGE = 0xffff - 4;
+const DEFAULT_RECV_BUFFER = 1 << 20;
+
+export interface NflogPacket {
+  /** The rule's log prefix (empty when it has none). */
+  prefix: string;
+  /** fsuid/fsgid of the sending socket's file, when the packet has one (locally sent TCP/UDP does). */
+  uid: number | null;
+  gid: number | null;
+  /** The IP packet from the network header, cut to copyRange bytes. Feed it to decodePacket(). */
+  payload: Uint8Array;
+  /** Ethertype of the packet: 0x0800 IPv4, 0x86dd IPv6. */
+  hwProtocol: number;
+  /** Netfilter hook: 0 PRE_ROUTING, 1 LOCAL_IN, 2 FORWARD, 3 LOCAL_OUT, 4 POST_ROUTING. */
+  hook: number;
+}
+
+export interface NflogStats {
+  /** Packet messages delivered to onPacket. */
+  packets: number;
+  /** Times the kernel reported ENOBUFS: messages were lost because the reader fell behind. */
+  enobufs: number;
+  /** Messages or chunks that could not be parsed (skipped). */
+  decodeErrors: number;
+}
+
+export interface NflogHandle {
+  readonly stats: NflogStats;
+  /**
+   * Stops reading and closes the socket; resolves once no fd of this process refers to it any
+   * more, so the group is free and nothing here keeps the namespace alive. Idempotent.
+   */
+  close(): Promise<void>;
+}
+
+export interface NflogOptions {
+  /** Namespace path such as /run/netns/NAME, or null for the current network namespace. */
+  netns: string | null;
+  /** NFLOG group, 0..65535: the `group` of the log rule. */
+  group: number;
+  /** Bytes of each packet to copy, 1..65531; default 512. */
+  copyRange?: number;
+  /** Socket receive buffer in bytes (default 1 MiB); smaller means earlier ENOBUFS. */
+  recvBufferBytes?: number;
+  /** Called on the event loop, once per logged packet, never inside openNflog(). */
+  onPacket: (p: NflogPacket) => void;
+  /** Read failures, refused requests and exceptions thrown by onPacket. Default: ignored. */
+  onError?: (e: Error) => void;
+}
+
+function checkInt(name: string, v: number, min: number, max: number): void {
+  if (!Number.isInteger(v) || v < min || v > max) throw new RangeError(`${name} must be an integer in ${min}..${max}, got ${v}`);
+}
+
+const decoder = new TextDecoder();
+
+function cString(a: Uint8Array | undefined): string {
+  if (!a) return "";
+  const nul = a.indexOf(0);
+  return decoder.decode(nul === -1 ? a : a.subarray(0, nul));
+}
+
+/**
+ * Binds NFLOG group `group` in the namespace and starts delivering its packets. The socket is
+ * created, bound and configured synchronously (copy mode packet with copyRange, queue threshold 1
+ * so each packet is sent at once), then read on the event loop without blocking it.
+ * Throws NetlinkError (with .errno) when the socket cannot be made or the group cannot be bound:
+ * EPERM when another socket already holds the group in that namespace.
+ */
+export function openNflog(opts: NflogOptions): NflogHandle {
+  const copyRange = opts.copyRange ?? 512;
+  checkInt("group", opts.group, 0, 0xffff);
+  checkInt("copyRange", copyRange, 1, MAX_COPY_RANGE);
+  const where = opts.netns ?? "the current network namespace";
+  const onError = opts.onError ?? (() => {});
+
+  const { fd } = openNetfilterSocket(opts.netns);
+  const link = fdLink(fd);
+  const early: Uint8Array[] = [];
+  try {
+    setReceiveBuffer(fd, opts.recvBufferBytes ?? DEFAULT_RECV_BUFFER);
+    const type = NFULNL_MSG_CONFIG;
+    const flags = NLM_F_REQUEST | NLM_F_ACK;
+    const bind = new NfnlMessage(NFNL_SUBSYS_ULOG, type, flags, 1, opts.group).addU8(NFULA_CFG_CMD, NFULNL_CFG_CMD_BIND);
+    try {
+      early.push(...request(fd, bind.bytes(), 1, `NFLOG group ${opts.group} in ${where}`));
+    } catch (e) {
+      // The kernel answers EPERM when another socket holds the group (EBUSY only when this
+      // socket binds it twice); EPERM also means no CAP_NET_ADMIN over the namespace.
+      if (e instanceof NetlinkError && e.errno === 1) {
+        throw new NetlinkError(`${e.message}: the group is bound by another socket, or this process lacks CAP_NET_ADMIN there`, e.errno);
+      }
+      throw e;
+    }
+    const mode = new Uint8Array(6); // struct nfulnl_msg_config_mode (packed): be32 copy_range, u8 mode, u8 pad
+    new DataView(mode.buffer).setUint32(0, copyRange, false);
+    mode[4] = NFULNL_COPY_PACKET;
+    const config = new NfnlMessage(NFNL_SUBSYS_ULOG, type, flags, 2, opts.group)
+      .add(NFULA_CFG_MODE, mode)
+      .addBe32(NFULA_CFG_QTHRESH, 1);
+    early.push(...request(fd, config.bytes(), 2, `configuring NFLOG group ${opts.group} in ${where}`));
+  } catch (e) {
+    closeFd(fd);
+    throw e;
+  }
+
+  const stats: ListenerStats = { packets: 0, enobufs: 0, decodeErrors: 0 };
+  const packetType = (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET;
+  const listener = startListener(
+    fd,
+    early,
+    (m) => {
+      if (m.type !== packetType) {
+        stats.decodeErrors++;
+        return;
+      }
+      const attrs = nfnlAttributes(m.body, NFULA_MAX_USED);
+      const hdr = attrs?.[NFULA_PACKET_HDR];
+      if (!attrs || !hdr || hdr.length < 3) {
+        stats.decodeErrors++;
+        return;
+      }
+      stats.packets++;
+      opts.onPacket({
+        prefix: cString(attrs[NFULA_PREFIX]),
+        uid: be32(attrs[NFULA_UID]),
+        gid: be32(attrs[NFULA_GID]),
+        payload: (attrs[NFULA_PAYLOAD] ?? new Uint8Array(0)).slice(),
+        hwProtocol: be16(hdr)!,
+        hook: hdr[2]!,
+      });
+    },
+    stats,
+    onError,
+  );
+
+  let closing: Promise<void> | null = null;
+  return {
+    stats,
+    close() {
+      closing ??= listener.stop().then(async () => {
+        if (!(await closeAndRelease(fd, link))) onError(new Error(`NFLOG group ${opts.group}: socket still open after close`));
+      });
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,256 @@
+// NFQUEUE (nfnetlink_queue) listener. A queued packet waits in the kernel until userspace gives a
+// verdict, so the socket that sent it still exists (a TCP SYN's socket stays in SYN_SENT) while
+// proxywall looks up its owner in /proc. The verdict `repeatWithMark` re-runs the hook's chain
+// with the packet mark set (NF_REPEAT + NFQA_MARK), where a rule matching that mark logs/rejects.
+// With nft `queue num N bypass` (iptables `--queue-bypass`) packets skip the queue rule while no
+// socket is bound to the queue, so the rule after it must be the reject.
+//
+// Kernel ABI (include/uapi/linux/netfilter/nfnetlink_queue.h, net/netfilter/nfnetlink_queue.c,
+// include/uapi/linux/netfilter.h): config is NFNL_SUBSYS_QUEUE<<8 | NFQNL_MSG_CONFIG with
+// res_id = queue; NFQNL_CFG_CMD_PF_BIND/PF_UNBIND are ignored by the kernel ("obsolete") and not
+// sent. Packets arrive as 0x0300; verdicts are NFQNL_MSG_VERDICT with NFQA_VERDICT_HDR.
+import {
+  be16,
+  be32,
+  closeAndRelease,
+  closeFd,
+  fdLink,
+  NetlinkError,
+  NfnlMessage,
+  nfnlAttributes,
+  NFNL_SUBSYS_QUEUE,
+  NLM_F_ACK,
+  NLM_F_REQUEST,
+  openNetfilterSocket,
+  request,
+  sendRaw,
+  errnoName,
+  setReceiveBuffer,
+  startListener,
+  type ListenerStats,
+} from "./netlink.ts";
+
+const NFQNL_MSG_PACKET = 0;
+const NFQNL_MSG_VERDICT = 1;
+const NFQNL_MSG_CONFIG = 2;
+// enum nfqnl_attr_config
+const NFQA_CFG_CMD = 1;
+const NFQA_CFG_PARAMS = 2;
+const NFQA_CFG_QUEUE_MAXLEN = 3;
+const NFQA_CFG_MASK = 4;
+const NFQA_CFG_FLAGS = 5;
+const NFQNL_CFG_CMD_BIND = 1;
+const NFQNL_COPY_PACKET = 2;
+const NFQA_CFG_F_FAIL_OPEN = 1 << 0;
+const NFQA_CFG_F_UID_GID = 1 << 3;
+// enum nfqnl_attr_type
+const NFQA_PACKET_HDR = 1;
+const NFQA_VERDICT_HDR = 2;
+const NFQA_MARK = 3;
+const NFQA_PAYLOAD = 10;
+const NFQA_UID = 16;
+const NFQA_GID = 17;
+const NFQA_MAX_USED = NFQA_GID;
+// include/uapi/linux/netfilter.h
+const NF_DROP = 0;
+const NF_ACCEPT = 1;
+const NF_REPEAT = 4;
+/** NFQNL_MAX_COPY_RANGE: 0xffff - NLA_HDRLEN. */
+export const MAX_COPY_RANGE = 0xffff - 4;
+const DEFAULT_MAX_LEN = 1024;
+const DEFAULT_RECV_BUFFER = 1 << 20;
+const EOPNOTSUPP = 95;
+
+export type Verdict = "accept" | "drop" | { repeatWithMark: number };
+
+export interface QueuedPacket {
+  /** Kernel packet id within this queue. */
+  id: number;
+  /** The IP packet from the network header, cut to copyRange bytes. Feed it to decodePacket(). */
+  payload: Uint8Array;
+  /** fsuid/fsgid of the sending socket's file (NFQA_CFG_F_UID_GID), when the packet has one. */
+  uid: number | null;
+  gid: number | null;
+  /** Ethertype: 0x0800 IPv4, 0x86dd IPv6. */
+  hwProtocol: number;
+  /** Netfilter hook: 3 LOCAL_OUT for the sandbox's own connections. */
+  hook: number;
+  /**
+   * Releases the packet: "accept" lets it continue after the queue rule, "drop" discards it,
+   * { repeatWithMark } sets the packet mark (u32) and re-runs the chain from its start.
+   * Give exactly one verdict per packet (later calls are ignored); an unanswered packet stays in
+   * the kernel (and keeps its sender waiting) until the handle is closed, which drops it.
+   * Never throws: a failed send is reported to onError.
+   */
+  verdict(v: Verdict): void;
+}
+
+export interface NfqueueStats {
+  packets: number;
+  enobufs: number;
+  decodeErrors: number;
+}
+
+export interface NfqueueHandle {
+  readonly stats: NfqueueStats;
+  /**
+   * Stops reading and closes the socket; resolves once no fd of this process refers to it any
+   * more. Packets still waiting for a verdict are then dropped by the kernel. Idempotent.
+   */
+  close(): Promise<void>;
+}
+
+export interface NfqueueOptions {
+  /** Namespace path such as /run/netns/NAME, or null for the current network namespace. */
+  netns: string | null;
+  /** Queue number, 0..65535: the `queue num` of the rule. */
+  queue: number;
+  /** Bytes of each packet to copy, 1..65531; default 512. */
+  copyRange?: number;
+  /** Most packets waiting for a verdict before the kernel drops new ones (default 1024). */
+  maxLen?: number;
+  /** Socket receive buffer in bytes (default 1 MiB). */
+  recvBufferBytes?: number;
+  /** Called on the event loop once per queued packet, never inside openNfqueue(). */
+  onPacket: (p: QueuedPacket) => void;
+  /** Read failures, refused requests (e.g. a verdict for an unknown id), onPacket exceptions. */
+  onError?: (e: Error) => void;
+}
+
+function checkInt(name: string, v: number, min: number, max: number): void {
+  if (!Number.isInteger(v) || v < min || v > max) throw new RangeError(`${name} must be an integer in ${min}..${max}, got ${v}`);
+}
+
+/**
+ * Binds queue `queue` in the namespace and starts delivering its packets. Created, bound and
+ * configured synchronously: copy mode packet with copyRange, queue max length, uid/gid requested
+ * (NFQA_CFG_F_UID_GID) and fail-open off (a full queue drops rather than lets packets through).
+ * Throws NetlinkError when the queue cannot be bound: EPERM when another socket holds it.
+ */
+export function openNfqueue(opts: NfqueueOptions): NfqueueHandle {
+  const copyRange = opts.copyRange ?? 512;
+  const maxLen = opts.maxLen ?? DEFAULT_MAX_LEN;
+  checkInt("queue", opts.queue, 0, 0xffff);
+  checkInt("copyRange", copyRange, 1, MAX_COPY_RANGE);
+  checkInt("maxLen", maxLen, 1, 0xffffffff);
+  const where = opts.netns ?? "the current network namespace";
+  const onError = opts.onError ?? (() => {});
+  const queue = opts.queue;
+
+  const { fd } = openNetfilterSocket(opts.netns);
+  const link = fdLink(fd);
+  const early: Uint8Array[] = [];
+  try {
+    setReceiveBuffer(fd, opts.recvBufferBytes ?? DEFAULT_RECV_BUFFER);
+    const flags = NLM_F_REQUEST | NLM_F_ACK;
+    // struct nfqnl_msg_config_cmd: u8 command, u8 pad, be16 pf (pf only for the obsolete PF_BIND)
+    const bind = new NfnlMessage(NFNL_SUBSYS_QUEUE, NFQNL_MSG_CONFIG, flags, 1, queue).add(
+      NFQA_CFG_CMD,
+      Uint8Array.of(NFQNL_CFG_CMD_BIND, 0, 0, 0),
+    );
+    try {
+      early.push(...request(fd, bind.bytes(), 1, `NFQUEUE queue ${queue} in ${where}`));
+    } catch (e) {
+      // The kernel answers EPERM when another socket holds the queue (EBUSY only when this
+      // socket binds it twice); EPERM also means no CAP_NET_ADMIN over the namespace.
+      if (e instanceof NetlinkError && e.errno === 1) {
+        throw new NetlinkError(`${e.message}: the queue is bound by another socket, or this process lacks CAP_NET_ADMIN there`, e.errno);
+      }
+      throw e;
+    }
+    const params = new Uint8Array(5); // struct nfqnl_msg_config_params (packed): be32 copy_range, u8 mode
+    new DataView(params.buffer).setUint32(0, copyRange, false);
+    params[4] = NFQNL_COPY_PACKET;
+    const config = (seq: number, uidGid: boolean) =>
+      new NfnlMessage(NFNL_SUBSYS_QUEUE, NFQNL_MSG_CONFIG, flags, seq, queue)
+        .add(NFQA_CFG_PARAMS, params)
+        .addBe32(NFQA_CFG_QUEUE_MAXLEN, maxLen)
+        .addBe32(NFQA_CFG_MASK, NFQA_CFG_F_FAIL_OPEN | (uidGid ? NFQA_CFG_F_UID_GID : 0))
+        .addBe32(NFQA_CFG_FLAGS, uidGid ? NFQA_CFG_F_UID_GID : 0)
+        .bytes();
+    const what = `configuring NFQUEUE queue ${queue} in ${where}`;
+    try {
+      early.push(...request(fd, config(2, true), 2, what));
+    } catch (e) {
+      // Kernels before 4.0 lack NFQA_CFG_F_UID_GID: carry on without uid/gid.
+      if (!(e instanceof NetlinkError && e.errno === EOPNOTSUPP)) throw e;
+      early.push(...request(fd, config(3, false), 3, what));
+    }
+  } catch (e) {
+    closeFd(fd);
+    throw e;
+  }
+
+  let closed = false;
+  let seq = 100;
+  const sendVerdict = (id: number, v: Verdict) => {
+    let msg: NfnlMessage;
+    const hdr = new Uint8Array(8); // struct nfqnl_msg_verdict_hdr: be32 verdict, be32 id
+    const view = new DataView(hdr.buffer);
+    view.setUint32(4, id, false);
+    if (v === "accept" || v === "drop") {
+      view.setUint32(0, v === "accept" ? NF_ACCEPT : NF_DROP, false);
+      msg = new NfnlMessage(NFNL_SUBSYS_QUEUE, NFQNL_MSG_VERDICT, NLM_F_REQUEST, ++seq, queue).add(NFQA_VERDICT_HDR, hdr);
+    } else if (typeof v === "object" && v !== null && Number.isInteger(v.repeatWithMark) && v.repeatWithMark >= 0 && v.repeatWithMark <= 0xffffffff) {
+      view.setUint32(0, NF_REPEAT, false);
+      msg = new NfnlMessage(NFNL_SUBSYS_QUEUE, NFQNL_MSG_VERDICT, NLM_F_REQUEST, ++seq, queue)
+        .add(NFQA_VERDICT_HDR, hdr)
+        .addBe32(NFQA_MARK, v.repeatWithMark);
+    } else {
+      onError(new RangeError(`invalid verdict for packet ${id}: ${JSON.stringify(v)}`));
+      return false;
+    }
+    const err = sendRaw(fd, msg.bytes());
+    if (err !== 0) onError(new NetlinkError(`verdict for packet ${id} on queue ${queue}: ${errnoName(err)}`, err));
+    return true;
+  };
+
+  const stats: ListenerStats = { packets: 0, enobufs: 0, decodeErrors: 0 };
+  const packetType = (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET;
+  const listener = startListener(
+    fd,
+    early,
+    (m) => {
+      if (m.type !== packetType) {
+        stats.decodeErrors++;
+        return;
+      }
+      const attrs = nfnlAttributes(m.body, NFQA_MAX_USED);
+      const hdr = attrs?.[NFQA_PACKET_HDR];
+      // struct nfqnl_msg_packet_hdr (packed): be32 packet_id, be16 hw_protocol, u8 hook
+      if (!attrs || !hdr || hdr.length < 7) {
+        stats.decodeErrors++;
+        return;
+      }
+      const id = be32(hdr)!;
+      let answered = false;
+      stats.packets++;
+      opts.onPacket({
+        id,
+        payload: (attrs[NFQA_PAYLOAD] ?? new Uint8Array(0)).slice(),
+        uid: be32(attrs[NFQA_UID]),
+        gid: be32(attrs[NFQA_GID]),
+        hwProtocol: be16(hdr, 4)!,
+        hook: hdr[6]!,
+        verdict(v) {
+          if (answered || closed) return;
+          if (sendVerdict(id, v)) answered = true;
+        },
+      });
+    },
+    stats,
+    onError,
+  );
+
+  let closing: Promise<void> | null = null;
+  return {
+    stats,
+    close() {
+      closing ??= listener.stop().then(async () => {
+        closed = true;
+        if (!(await closeAndRelease(fd, link))) onError(new Error(`NFQUEUE queue ${queue}: socket still open after close`));
+      });
+      return closing;
+    },
+  };
+}
