@@ -7,6 +7,8 @@ export const EXIT = {
   usage: 2,
   /** The sandbox could not be built (namespace or rejects), so CMD never started. */
   sandbox: 3,
+  /** `run --fail-on-bypass`: CMD succeeded, but it tried to go around the proxy. */
+  bypass: 4,
 } as const;
 
 /** An error that ends proxywall with a given exit code and a one-line message. */

@@ -22,6 +22,9 @@ const Options = v.object({
   stateDir: v.pipe(v.string(), v.regex(/^\//, "must be an absolute path"), v.maxLength(1024, "is too long")),
   allowDegraded: v.boolean(),
   dryRun: v.boolean(),
+  monitor: v.picklist(["auto", "nflog", "kmsg", "dmesg", "off"], "must be auto, nflog, kmsg, dmesg or off"),
+  summaryInterval: intOption(0, 86400),
+  failOnBypass: v.boolean(),
 });
 
 export default defineCommand({
@@ -34,6 +37,9 @@ export default defineCommand({
     "state-dir": { type: "string", description: "directory for state files of live sandboxes", default: DEFAULT_STATE_DIR },
     "allow-degraded": { type: "boolean", description: "run CMD even when the rules cannot be installed (with a loud degraded event)" },
     "dry-run": { type: "boolean", description: "print the commands and rules run would apply, change nothing" },
+    monitor: { type: "string", description: "what watches for bypass attempts: auto (nflog, else the kernel log where it works), nflog, kmsg, dmesg, off", default: "auto", valueHint: "auto|nflog|kmsg|dmesg|off" },
+    "summary-interval": { type: "string", description: "seconds between bypass_summary lines (0: only at exit)", default: "10" },
+    "fail-on-bypass": { type: "boolean", description: "exit 4 when CMD succeeded but tried to go around the proxy (for CI jobs)" },
   },
   async run({ args }) {
     const o = validate(Options, {
@@ -45,6 +51,9 @@ export default defineCommand({
       stateDir: args["state-dir"],
       allowDegraded: args["allow-degraded"] === true,
       dryRun: args["dry-run"] === true,
+      monitor: args.monitor,
+      summaryInterval: args["summary-interval"],
+      failOnBypass: args["fail-on-bypass"] === true,
     });
     if (args["external-proxy"] !== undefined && args["proxy-port"] !== "3128") {
       throw usageError("--external-proxy PORT and --proxy-port are the same setting: give one");
@@ -62,7 +71,7 @@ export default defineCommand({
         addrs: slotAddresses(o.pool, 0),
         proxyPort: o.proxyPort,
         backend: o.backend ?? "nft",
-        ...watchRules("nflog", o.nflogGroup, sandboxNames(id).logPrefix),
+        ...watchRules(o.monitor === "off" ? "none" : o.monitor === "kmsg" || o.monitor === "dmesg" ? "kmsg" : "nflog", o.nflogGroup, sandboxNames(id).logPrefix),
         logRate: o.logRate,
         features: ALL_FEATURES,
       });
@@ -89,6 +98,9 @@ export default defineCommand({
       stateDir: o.stateDir,
       allowDegraded: o.allowDegraded,
       events,
+      monitor: o.monitor,
+      summaryInterval: o.summaryInterval,
+      failOnBypass: o.failOnBypass,
     });
   },
 });

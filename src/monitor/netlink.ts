@@ -73,6 +73,7 @@ function load() {
   return dlopen("libc.so.6", {
     socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
     bind: { args: [FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
+    connect: { args: [FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
     getsockname: { args: [FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
     setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
     sendto: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i64 },
@@ -82,11 +83,11 @@ function load() {
   });
 }
 let lib: ReturnType<typeof load> | null = null;
-function libc() {
+export function libc() {
   return (lib ??= load());
 }
 
-function errno(): number {
+export function errno(): number {
   const p = libc().symbols.__errno_location() as Pointer | null;
   return p ? read.i32(p, 0) : 0;
 }

@@ -9,6 +9,8 @@ import type { Degraded, EventLine, SandboxReady } from "../events/schema.ts";
 import { newSandboxId, sandboxNames, type Pool } from "../plan/addresses.ts";
 import { ALL_FEATURES, type Features } from "../plan/ruleset.ts";
 import { watchRules } from "../cli/fence-options.ts";
+import { Watch, type MonitorChoice } from "../monitor/watch.ts";
+import { HOLD_QUEUE } from "../plan/ruleset.ts";
 import { planSandbox, proxyEnv, type Backend, type SandboxConfig } from "../plan/sandbox-plan.ts";
 import { inNetns, netnsPath } from "../sys/netns.ts";
 import { startReaper } from "../sys/reaper.ts";
@@ -31,6 +33,10 @@ export interface RunConfig {
   stateDir: string;
   allowDegraded: boolean;
   events: LineWriter;
+  monitor: MonitorChoice;
+  /** Seconds between bypass_summary lines; 0 for only the final one. */
+  summaryInterval: number;
+  failOnBypass: boolean;
 }
 
 export const FORWARDED_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"] as const;
@@ -93,6 +99,8 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
   const stopReaper = process.pid === 1 ? startReaper((pid) => pid === child?.pid || ownChildren.has(pid)) : () => {};
 
   let code: number = EXIT.failure;
+  let watch: Watch | null = null;
+  let bypassed = false;
   let cmdExit: number | null = null;
   let cmdSignal: string | null = null;
   try {
@@ -111,12 +119,12 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
     if (!claim) throw new SetupError(`address pool ${cfg.pool.text} is exhausted (every /30 is in use by a sandbox or a host route): pass a larger --pool`);
     undo.push({ what: "subnet claim", record: true, fn: () => removeFile(claim.path) });
 
-    const config: SandboxConfig = {
+    let config: SandboxConfig = {
       id,
       addrs: claim.addrs,
       proxyPort: cfg.proxyPort,
       backend: candidates[0]!.backend,
-      ...watchRules("nflog", cfg.nflogGroup, sandboxNames(id).logPrefix),
+      ...watchRules("none", cfg.nflogGroup, sandboxNames(id).logPrefix),
       logRate: cfg.logRate,
       features: ALL_FEATURES,
     };
@@ -144,11 +152,29 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
     await applyNetwork(plan);
     checkAbort();
 
+    // The monitor opens first: which source works decides the log rules the fence carries.
+    const nsPath = netnsPath(n.netns);
+    const proxyAddrs = { addrs: [claim.addrs.hostV4, claim.addrs.hostV6], port: cfg.proxyPort };
+    watch = Watch.open(cfg.monitor, {
+      sandbox: id,
+      nsPath,
+      prefix: n.logPrefix,
+      nflogGroup: cfg.nflogGroup,
+      hold: HOLD_QUEUE,
+      proxy: proxyAddrs,
+      emit,
+      degrade,
+      cmdPid: () => child?.pid ?? null,
+    });
+    undo.push({ what: "monitor", fn: () => watch?.close() });
+    config = { ...config, ...watchRules(watch.logKind, cfg.nflogGroup, n.logPrefix) };
+
     let fenced = true;
     try {
       const fence = await applyFence(config, candidates, `${cfg.stateDir}/${id}.nft`);
       plan = fence.plan;
-      for (const m of fence.missing) degrade(m, FEATURE_LOSS[m].missing, FEATURE_LOSS[m].fix, FEATURE_LOSS[m].still);
+      for (const m of fence.missing) if (m !== "queue" || watch.source === "nflog") degrade(m, FEATURE_LOSS[m].missing, FEATURE_LOSS[m].fix, FEATURE_LOSS[m].still);
+      watch.fenceInstalled(fence.backend, plan.config.features);
     } catch (e) {
       if (!(e instanceof SetupError) || !cfg.allowDegraded) throw e;
       fenced = false;
@@ -158,6 +184,16 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
         "run as root (or with CAP_NET_ADMIN) where nftables or iptables works; see proxywall doctor",
         "only the namespace: CMD reaches nothing but the host side of the veth, and direct connections to the host are NOT rejected",
       );
+    }
+    checkAbort();
+
+    let detection: SandboxReady["detection"] = "off";
+    if (fenced && watch.source !== "off") {
+      const test = await watch.selfTest();
+      detection = test.ok ? "verified" : "unverified";
+      if (!test.ok) {
+        degrade("detection", `the self-test failed: ${test.why}`, "see proxywall doctor", "every direct TCP/UDP connection is still rejected; bypass reports may be missing");
+      }
     }
     checkAbort();
 
@@ -201,12 +237,29 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
       proxy: { url: plan.proxyUrl, port: cfg.proxyPort, builtin: !cfg.externalProxy },
       backend: fenced ? plan.config.backend : null,
       log: fenced && plan.config.features.log ? plan.config.log.kind : "none",
-      monitor: "off",
-      detection: "off",
+      monitor: watch.source,
+      detection,
       degraded: degraded.map((d) => d.component),
       setup_ms: Math.round((performance.now() - t0) * 10) / 10,
     };
     emit(ready);
+    const summarize = async (final: boolean) => {
+      if (!watch || watch.source === "off") return;
+      for (const line of watch.summary.lines(id, final)) emit(line);
+      const t = await watch.totals();
+      emit({ v: 1, event: "bypass_totals", ts: nowTs(), sandbox: id, tcp: t?.tcp ?? null, udp: t?.udp ?? null, other: t?.other ?? null, events: watch.summary.events, lost: watch.lost, final });
+      return t;
+    };
+    const timer = cfg.summaryInterval > 0 ? setInterval(() => void summarize(false), cfg.summaryInterval * 1000) : null;
+    // Runs before the monitor closes and the namespace goes: the counters live there.
+    undo.push({
+      what: "bypass summary",
+      fn: async () => {
+        if (timer) clearInterval(timer);
+        const t = await summarize(true);
+        bypassed = (watch?.summary.events ?? 0) > 0 || (t ? t.tcp + t.udp + t.other > 0 : false);
+      },
+    });
 
     const env = proxyEnv(process.env, plan.proxyUrl);
     try {
@@ -254,6 +307,10 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
       }
     }
     for (const l of left) diag.error(`left behind: ${l} (proxywall gc retries)`);
+    if (cfg.failOnBypass && bypassed && code === 0) {
+      code = EXIT.bypass;
+      diag.error("bypass attempts were rejected during the run (--fail-on-bypass)");
+    }
     stopReaper();
     for (const s of FORWARDED_SIGNALS) process.off(s, onSignal);
     emit({

@@ -1,0 +1,110 @@
+// Kernel-log sources, the fallback where NFLOG cannot work: /dev/kmsg read from its end (no
+// history replay), and `dmesg --follow-new` as the last resort. Both deliver lines of text for
+// the kernel-log parser. They see sandbox packets only where the kernel writes LOG lines from
+// other namespaces (initial namespace with net.netfilter.nf_log_all_netns = 1).
+import { closeSync, constants, existsSync, openSync, readFileSync } from "node:fs";
+import { dlopen, FFIType } from "bun:ffi";
+import { findTool, ownChildren } from "../sys/tools.ts";
+
+const SYSCTL = "/proc/sys/net/netfilter/nf_log_all_netns";
+
+export interface Usability {
+  ok: boolean;
+  /** What is missing, in words for a degraded line. */
+  why: string;
+}
+
+/** Whether LOG lines from a sandbox namespace reach the kernel log at all. */
+export function kernelLogReachable(): Usability {
+  if (!existsSync(SYSCTL)) {
+    return { ok: false, why: "net.netfilter.nf_log_all_netns is absent: proxywall is not in the initial network namespace (a container), where the kernel never writes other namespaces' packet logs" };
+  }
+  const value = readFileSync(SYSCTL, "utf8").trim();
+  if (value !== "1") return { ok: false, why: `net.netfilter.nf_log_all_netns is ${value}: the kernel drops LOG lines from sandbox namespaces (sysctl -w net.netfilter.nf_log_all_netns=1 turns it on host-wide)` };
+  return { ok: true, why: "" };
+}
+
+export function kmsgUsable(): Usability {
+  const reach = kernelLogReachable();
+  if (!reach.ok) return reach;
+  try {
+    closeSync(openSync("/dev/kmsg", constants.O_RDONLY | constants.O_NONBLOCK));
+  } catch (e) {
+    return { ok: false, why: `/dev/kmsg cannot be read (${(e as NodeJS.ErrnoException).code}): needs CAP_SYSLOG and a runtime that allows the device` };
+  }
+  return { ok: true, why: "" };
+}
+
+export interface LineSource {
+  stats: { lost: number };
+  close(): Promise<void>;
+}
+
+let libc: { symbols: { lseek: (fd: number, off: number, whence: number) => number | bigint; close: (fd: number) => number } } | null = null;
+
+/**
+ * Follows /dev/kmsg from its current end. Each read returns whole records; EPIPE means records
+ * were overwritten before we read them: counted, and reading goes on from the next one.
+ */
+export function openKmsg(onText: (text: string) => void): LineSource {
+  libc ??= dlopen("libc.so.6", {
+    lseek: { args: [FFIType.i32, FFIType.i64, FFIType.i32], returns: FFIType.i64 },
+    close: { args: [FFIType.i32], returns: FFIType.i32 },
+  }) as never;
+  const fd = openSync("/dev/kmsg", constants.O_RDONLY | constants.O_NONBLOCK);
+  libc!.symbols.lseek(fd, 0, 2 /* SEEK_END: skip history */);
+  const stats = { lost: 0 };
+  let stopped = false;
+  let reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
+  const decoder = new TextDecoder();
+  const loop = (async () => {
+    while (!stopped) {
+      reader = Bun.file(fd).stream().getReader() as ReadableStreamDefaultReader<Uint8Array>;
+      try {
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done || stopped) break;
+          onText(decoder.decode(value, { stream: true }));
+        }
+        if (!stopped) await Bun.sleep(50);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === "EPIPE") stats.lost++;
+        else if (!stopped) await Bun.sleep(50);
+      }
+    }
+  })();
+  return {
+    stats,
+    async close() {
+      stopped = true;
+      await reader?.cancel().catch(() => {});
+      await Promise.race([loop, Bun.sleep(500)]);
+      libc!.symbols.close(fd);
+    },
+  };
+}
+
+/** `dmesg --follow-new`: for where /dev/kmsg cannot be opened directly but dmesg can read the log. */
+export function openDmesg(onText: (text: string) => void, onEnd: (why: string) => void): LineSource {
+  const dmesg = findTool("dmesg");
+  if (!dmesg) throw new Error("dmesg not found (util-linux)");
+  const p = Bun.spawn([dmesg, "--follow-new", "--raw"], { stdout: "pipe", stderr: "pipe" });
+  ownChildren.add(p.pid);
+  let stopped = false;
+  const decoder = new TextDecoder();
+  const loop = (async () => {
+    for await (const chunk of p.stdout) onText(decoder.decode(chunk, { stream: true }));
+    // dmesg that cannot follow prints the buffer once and exits: that is no monitor.
+    const code = await p.exited;
+    ownChildren.delete(p.pid);
+    if (!stopped) onEnd(`dmesg --follow-new ended (exit ${code}): ${(await new Response(p.stderr).text()).trim() || "no reason given"}`);
+  })();
+  return {
+    stats: { lost: 0 },
+    async close() {
+      stopped = true;
+      p.kill();
+      await Promise.race([loop, Bun.sleep(500)]);
+    },
+  };
+}

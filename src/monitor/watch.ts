@@ -1,0 +1,227 @@
+// Watching a sandbox for bypass attempts: source -> decode -> attribute -> event -> emit.
+//
+// Sources, best first: NFQUEUE holds each new TCP SYN (so its socket still exists while its owner
+// is looked up) and NFLOG reports UDP and the TCP beyond the hold's rate limit (both per
+// namespace, need only CAP_NET_ADMIN); /dev/kmsg and `dmesg --follow-new` read printk LOG lines,
+// which exist only where the kernel writes other namespaces' packet logs.
+import { bypassEvent } from "../events/bypass-event.ts";
+import type { BypassDetect, EventLine, ProcessInfo, Source } from "../events/schema.ts";
+import { KernelLogParser } from "../kernel-log/log-parser.ts";
+import { exactPrefix } from "../kernel-log/log-prefix.ts";
+import type { PacketFields } from "../kernel-log/log-fields.ts";
+import type { HoldQueue } from "../plan/ruleset.ts";
+import type { Backend } from "../plan/sandbox-plan.ts";
+import { Attributor } from "./attribution.ts";
+import type { SocketKey } from "./procfs-sockets.ts";
+import { BypassSummarizer } from "./bypass-summary.ts";
+import { dnsQueryName } from "./dns-query.ts";
+import { decodePacket, type DecodedPacket } from "./ip-packet.ts";
+import { kmsgUsable, openDmesg, openKmsg, type LineSource } from "./kmsg-source.ts";
+import { openNflog, type NflogHandle } from "./nflog-socket.ts";
+import { openNfqueue, type NfqueueHandle } from "./nfqueue-socket.ts";
+import { readRejectTotals, type RejectTotals } from "./rule-counters.ts";
+import { closeProbeFds, PROBE_ADDR, PROBE_PORT, sendProbes } from "./self-test.ts";
+
+export type MonitorChoice = "auto" | "nflog" | "kmsg" | "dmesg" | "off";
+export type MonitorSource = "nflog" | "kmsg" | "dmesg" | "off";
+
+export interface WatchOptions {
+  sandbox: string;
+  nsPath: string;
+  /** The printk/NFLOG prefix the sandbox's log rules carry. */
+  prefix: string;
+  nflogGroup: number;
+  hold: HoldQueue;
+  proxy: { addrs: readonly string[]; port: number };
+  emit: (e: EventLine) => void;
+  degrade: (component: string, missing: string, fix: string, still: string) => void;
+  cmdPid: () => number | null;
+}
+
+const STILL = "every direct TCP/UDP connection is still rejected; only the reports are missing";
+
+export class Watch {
+  private nflog: NflogHandle | null = null;
+  private nfqueue: NfqueueHandle | null = null;
+  private lines: LineSource | null = null;
+  private readonly attributor: Attributor;
+  readonly summary = new BypassSummarizer();
+  private probe: { tcp: boolean; udp: boolean; wake: (() => void) | null } | null = null;
+  private baseline: RejectTotals | null = null;
+  private backend: Backend | null = null;
+  private closed = false;
+  source: MonitorSource = "off";
+
+  private constructor(private readonly o: WatchOptions) {
+    this.attributor = new Attributor(o.nsPath, o.cmdPid);
+  }
+
+  /**
+   * Opens the best source that can work, before the fence is installed (the fence's log rules
+   * depend on which it is). Every source that was wanted but cannot work is a degraded line.
+   */
+  static open(choice: MonitorChoice, o: WatchOptions): Watch {
+    const w = new Watch(o);
+    if (choice === "off") return w;
+    if (choice === "auto" || choice === "nflog") {
+      try {
+        w.openNetlink();
+        w.source = "nflog";
+        return w;
+      } catch (e) {
+        o.degrade(
+          "monitor-nflog",
+          `NFLOG/NFQUEUE cannot be opened in the sandbox namespace: ${(e as Error).message}`,
+          "run proxywall with CAP_NET_ADMIN over the sandbox namespace, on a kernel with nfnetlink_log and nfnetlink_queue",
+          choice === "auto" ? `${STILL}; trying the kernel log next` : STILL,
+        );
+        if (choice === "nflog") return w;
+      }
+    }
+    const usable = kmsgUsable();
+    if (choice === "auto" && !usable.ok) {
+      o.degrade("monitor", `nothing can watch for bypass attempts: ${usable.why}`, "give proxywall CAP_NET_ADMIN (for NFLOG), or on a host set net.netfilter.nf_log_all_netns=1 and allow /dev/kmsg", STILL);
+      return w;
+    }
+    if (!usable.ok) {
+      o.degrade(`monitor-${choice}`, `--monitor ${choice} was asked for, but ${usable.why}`, "use --monitor nflog (the default where it works)", `${STILL}; the self-test below tells whether any line arrives`);
+    }
+    const parser = new KernelLogParser({
+      matcher: exactPrefix(o.prefix),
+      source: choice === "dmesg" ? "dmesg" : "kmsg",
+      proxy: o.proxy,
+      onEvent: (e) => w.report(e),
+    });
+    const onText = (t: string) => parser.push(t);
+    try {
+      w.lines = choice === "dmesg" ? openDmesg(onText, (why) => o.degrade("monitor-dmesg", why, "use --monitor nflog", STILL)) : openKmsg(onText);
+      w.source = choice === "dmesg" ? "dmesg" : "kmsg";
+    } catch (e) {
+      o.degrade(`monitor-${choice}`, `cannot read the kernel log: ${(e as Error).message}`, "use --monitor nflog", STILL);
+    }
+    return w;
+  }
+
+  private openNetlink(): void {
+    const o = this.o;
+    this.nflog = openNflog({
+      netns: o.nsPath,
+      group: o.nflogGroup,
+      onPacket: (p) => {
+        if (p.prefix !== o.prefix) return;
+        const d = decodePacket(p.payload);
+        if (d) this.packet(d, p.uid, p.gid, "nflog", false);
+      },
+    });
+    try {
+      this.nfqueue = openNfqueue({
+        netns: o.nsPath,
+        queue: o.hold.num,
+        onPacket: (p) => {
+          const d = decodePacket(p.payload);
+          // Attribution needs the socket, so the verdict waits for it; it is a reject either way.
+          const process = d ? this.attributeOrProbe(d, true) : null;
+          p.verdict({ repeatWithMark: o.hold.mark });
+          if (d && process) this.emitPacket(d, p.uid, p.gid, "nfqueue", process);
+        },
+      });
+    } catch (e) {
+      void this.nflog.close();
+      this.nflog = null;
+      throw e;
+    }
+  }
+
+  /** The log rules the fence must carry for this source. */
+  get logKind(): "nflog" | "kmsg" | "none" {
+    return this.source === "nflog" ? "nflog" : this.source === "off" ? "none" : "kmsg";
+  }
+
+  /** After the fence is in: drop what it could not carry (this kernel lacked NFQUEUE, say). */
+  fenceInstalled(backend: Backend, features: { queue: boolean; log: boolean }): void {
+    this.backend = backend;
+    if (!features.queue) void this.nfqueue?.close().finally(() => (this.nfqueue = null));
+    if (!features.log) {
+      void this.nflog?.close().finally(() => (this.nflog = null));
+      void this.lines?.close().finally(() => (this.lines = null));
+    }
+    if (!(features.queue && this.nfqueue) && !features.log) this.source = "off";
+  }
+
+  /** The process behind the packet; null for the self-test's own probes (never reported). */
+  private attributeOrProbe(key: SocketKey, held: boolean): Exclude<ProcessInfo, null> | null {
+    if (this.probe && key.dstAddr === PROBE_ADDR && key.dstPort === PROBE_PORT) {
+      this.probe[key.proto] = true;
+      if (this.probe.tcp && this.probe.udp) this.probe.wake?.();
+      return null;
+    }
+    return this.attributor.attribute(key, held);
+  }
+
+  private packet(d: DecodedPacket, uid: number | null, gid: number | null, source: Source, held: boolean): void {
+    const process = this.attributeOrProbe(d, held);
+    if (process) this.emitPacket(d, uid, gid, source, process);
+  }
+
+  private emitPacket(d: DecodedPacket, uid: number | null, gid: number | null, source: Source, process: Exclude<ProcessInfo, null>): void {
+    const fields: PacketFields = { proto: d.proto, family: d.family, srcAddr: d.srcAddr, srcPort: d.srcPort, dstAddr: d.dstAddr, dstPort: d.dstPort, uid, gid, outIf: null };
+    const dns = d.dstPort === 53 ? dnsQueryName(d.l4Payload, d.proto === "tcp") : null;
+    this.deliver({ ...bypassEvent({ sandbox: this.o.sandbox, source, proxy: this.o.proxy }, fields, null), process, dns_query: dns });
+  }
+
+  /** Kernel-log lines carry no payload: attribution by lookup, no DNS name. */
+  private report(e: BypassDetect): void {
+    const key = { proto: e.proto, family: e.family, srcAddr: e.src_addr, srcPort: e.src_port, dstAddr: e.dst_addr, dstPort: e.dst_port };
+    const process = this.attributeOrProbe(key, false);
+    if (process) this.deliver({ ...e, process });
+  }
+
+  private deliver(e: BypassDetect): void {
+    this.summary.add(e);
+    this.o.emit(e);
+  }
+
+  /**
+   * Makes one TCP and one UDP attempt from inside the sandbox to a reserved address and waits
+   * for both to be seen. True when the monitor demonstrably works.
+   */
+  async selfTest(timeoutMs = 2000): Promise<{ ok: boolean; why: string }> {
+    if (this.source === "off") return { ok: false, why: "no monitor" };
+    this.probe = { tcp: false, udp: false, wake: null };
+    const seen = new Promise<void>((resolve) => (this.probe!.wake = resolve));
+    const sent = sendProbes(this.o.nsPath);
+    try {
+      if (sent.problems.length > 0) return { ok: false, why: sent.problems.join("; ") };
+      await Promise.race([seen, Bun.sleep(timeoutMs)]);
+      const p = this.probe;
+      if (p.tcp && p.udp) return { ok: true, why: "" };
+      const missing = [p.tcp ? null : "TCP", p.udp ? null : "UDP"].filter(Boolean).join(" and ");
+      return { ok: false, why: `the ${missing} probe to ${PROBE_ADDR}:${PROBE_PORT} was rejected but not reported by ${this.source} within ${timeoutMs} ms` };
+    } finally {
+      closeProbeFds(sent.fds);
+      this.probe = null;
+      // Counters from here on are CMD's: the probes are not its bypasses.
+      if (this.backend) this.baseline = await readRejectTotals(this.o.nsPath, this.backend);
+    }
+  }
+
+  /** Rejected packets since CMD started, from the rule counters; null when unreadable. */
+  async totals(): Promise<RejectTotals | null> {
+    if (!this.backend) return null;
+    const now = await readRejectTotals(this.o.nsPath, this.backend);
+    if (!now) return null;
+    const b = this.baseline ?? { tcp: 0, udp: 0, other: 0 };
+    return { tcp: now.tcp - b.tcp, udp: now.udp - b.udp, other: now.other - b.other };
+  }
+
+  /** Packet messages the kernel dropped because proxywall fell behind. */
+  get lost(): number {
+    return (this.nflog?.stats.enobufs ?? 0) + (this.nfqueue?.stats.enobufs ?? 0) + (this.lines?.stats.lost ?? 0);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all([this.nflog?.close(), this.nfqueue?.close(), this.lines?.close()]);
+  }
+}
