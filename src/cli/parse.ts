@@ -5,6 +5,7 @@ import { existsSync, statSync } from "node:fs";
 import { KernelLogParser } from "../kernel-log/log-parser.ts";
 import { anySandboxPrefix, exactPrefix } from "../kernel-log/log-prefix.ts";
 import { LineWriter } from "../events/line-writer.ts";
+import { bypassEventLine } from "../events/bypass-event.ts";
 import { isIPv4, canonicalIPv6 } from "../net/ip-address.ts";
 import { validate, intOption } from "./argv.ts";
 import { usageError } from "./exit-codes.ts";
@@ -50,7 +51,7 @@ export default defineCommand({
       matcher: opts.prefix === undefined ? anySandboxPrefix() : exactPrefix(opts.prefix),
       source: "parse",
       proxy,
-      onEvent: (e) => out.write(e),
+      onEvent: (e) => out.writeEncoded(e, bypassEventLine),
     });
     const input = opts.file === "-" ? Bun.stdin.stream() : Bun.file(opts.file).stream();
     const decoder = new TextDecoder("utf-8", { fatal: false });

@@ -4,7 +4,7 @@ import type { BypassDetect, Source } from "../events/schema.ts";
 import { kernelRecord } from "./kmsg-record.ts";
 import { parseLogFields } from "./log-fields.ts";
 import type { PrefixMatcher } from "./log-prefix.ts";
-import { LineSplitter } from "./line-splitter.ts";
+import { LineSplitter, MAX_LINE } from "./line-splitter.ts";
 
 export interface ParseStats {
   lines: number;
@@ -27,7 +27,9 @@ export class KernelLogParser {
   private readonly counts = { lines: 0, records: 0, events: 0, skipped_incomplete: 0, skipped_other_proto: 0 };
 
   constructor(private readonly opts: ParserOptions) {
-    this.splitter = new LineSplitter((line) => this.line(line));
+    // The splitter drops lines without the marker before cutting them out of the chunk; they still
+    // count as lines read.
+    this.splitter = new LineSplitter((line) => this.line(line), MAX_LINE, opts.matcher.marker);
   }
 
   push(text: string): void {
@@ -39,7 +41,8 @@ export class KernelLogParser {
   }
 
   stats(): ParseStats {
-    return { ...this.counts, oversize_lines: this.splitter.oversize };
+    const { splitter } = this;
+    return { ...this.counts, lines: this.counts.lines + splitter.filtered, oversize_lines: splitter.oversize };
   }
 
   /** One line of log text; also the entry point for sources that already deliver whole records. */

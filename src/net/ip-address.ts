@@ -15,9 +15,35 @@ export function intToIPv4(n: number): string {
   return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
 }
 
+function hexDigit(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  const lower = c | 32;
+  return lower >= 97 && lower <= 102 ? lower - 87 : -1;
+}
+
+/** The form netfilter LOG prints, eight groups of four hex digits: the common case, kept cheap. */
+function uncompressedGroups(text: string): number[] | null {
+  if (text.length !== 39) return null;
+  const out = [0, 0, 0, 0, 0, 0, 0, 0];
+  for (let g = 0; g < 8; g++) {
+    const at = g * 5;
+    if (g < 7 && text.charCodeAt(at + 4) !== 58 /* : */) return null;
+    let n = 0;
+    for (let i = at; i < at + 4; i++) {
+      const h = hexDigit(text.charCodeAt(i));
+      if (h < 0) return null;
+      n = n * 16 + h;
+    }
+    out[g] = n;
+  }
+  return out;
+}
+
 /** Eight 16-bit groups from IPv6 text (full, compressed, or with a dotted IPv4 tail), or null. */
 export function ipv6Groups(text: string): number[] | null {
   if (text.length < 2 || text.length > 45) return null;
+  const full = uncompressedGroups(text);
+  if (full) return full;
   let head = text;
   const tail: number[] = [];
   const lastColon = text.lastIndexOf(":");
@@ -75,9 +101,18 @@ export function formatIPv6(groups: readonly number[]): string {
   if (bestStart === 0 && bestLen === 5 && groups[5] === 0xffff) {
     return `::ffff:${intToIPv4(((groups[6]! << 16) | groups[7]!) >>> 0)}`;
   }
-  const hex = (gs: readonly number[]) => gs.map((g) => g.toString(16)).join(":");
-  if (bestStart < 0) return hex(groups);
-  return `${hex(groups.slice(0, bestStart))}::${hex(groups.slice(bestStart + bestLen))}`;
+  let out = "";
+  for (let i = 0; i < 8; ) {
+    if (i === bestStart) {
+      out += "::";
+      i += bestLen;
+      continue;
+    }
+    if (i > 0 && i !== bestStart + bestLen) out += ":";
+    out += groups[i]!.toString(16);
+    i++;
+  }
+  return out;
 }
 
 /** Canonical IPv6 text (RFC 5952) or null when the text is not an IPv6 address. */
