@@ -13,6 +13,7 @@ export const subCommands = {
   ls: () => import("./ls.ts").then((m) => m.default),
   gc: () => import("./gc.ts").then((m) => m.default),
   doctor: () => import("./doctor.ts").then((m) => m.default),
+  monitor: () => import("./monitor.ts").then((m) => m.default),
 } satisfies Record<string, () => Promise<CommandDef<any>>>;
 
 /** The subcommands that take a command to run after "--". */

@@ -66,7 +66,10 @@ export const ProcessInfo = v.pipe(
 );
 
 export const BypassDetect = event("bypass_detect", "A connection attempt that went around the proxy and was rejected", {
-  action: v.literal("reject"),
+  action: v.pipe(
+    v.picklist(["reject", "observe"]),
+    v.description("reject: the sandbox's fence refused it; observe: proxywall monitor saw it in a namespace whose rules it does not own"),
+  ),
   proto: Proto,
   family: Family,
   src_addr: v.nullable(v.string()),

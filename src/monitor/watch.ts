@@ -31,7 +31,10 @@ export interface WatchOptions {
   /** The printk/NFLOG prefix the sandbox's log rules carry. */
   prefix: string;
   nflogGroup: number;
-  hold: HoldQueue;
+  /** Hold TCP SYNs in this queue for attribution; null to only log (attaching to a namespace). */
+  hold: HoldQueue | null;
+  /** "reject" in a sandbox; "observe" where proxywall only watches a namespace it did not fence. */
+  action: BypassDetect["action"];
   proxy: { addrs: readonly string[]; port: number };
   emit: (e: EventLine) => void;
   degrade: (component: string, missing: string, fix: string, still: string) => void;
@@ -113,15 +116,17 @@ export class Watch {
         if (d) this.packet(d, p.uid, p.gid, "nflog", false);
       },
     });
+    const hold = o.hold;
+    if (!hold) return;
     try {
       this.nfqueue = openNfqueue({
         netns: o.nsPath,
-        queue: o.hold.num,
+        queue: hold.num,
         onPacket: (p) => {
           const d = decodePacket(p.payload);
           // Attribution needs the socket, so the verdict waits for it; it is a reject either way.
           const process = d ? this.attributeOrProbe(d, true) : null;
-          p.verdict({ repeatWithMark: o.hold.mark });
+          p.verdict({ repeatWithMark: hold.mark });
           if (d && process) this.emitPacket(d, p.uid, p.gid, "nfqueue", process);
         },
       });
@@ -137,8 +142,13 @@ export class Watch {
     return this.source === "nflog" ? "nflog" : this.source === "off" ? "none" : "kmsg";
   }
 
+  /** Log rules are in place (attaching: no fence, so no reject counters to read). */
+  logRulesInstalled(features: { log: boolean }): void {
+    this.fenceInstalled(null, { queue: false, log: features.log });
+  }
+
   /** After the fence is in: drop what it could not carry (this kernel lacked NFQUEUE, say). */
-  fenceInstalled(backend: Backend, features: { queue: boolean; log: boolean }): void {
+  fenceInstalled(backend: Backend | null, features: { queue: boolean; log: boolean }): void {
     this.backend = backend;
     if (!features.queue) void this.nfqueue?.close().finally(() => (this.nfqueue = null));
     if (!features.log) {
@@ -166,14 +176,14 @@ export class Watch {
   private emitPacket(d: DecodedPacket, uid: number | null, gid: number | null, source: Source, process: Exclude<ProcessInfo, null>): void {
     const fields: PacketFields = { proto: d.proto, family: d.family, srcAddr: d.srcAddr, srcPort: d.srcPort, dstAddr: d.dstAddr, dstPort: d.dstPort, uid, gid, outIf: null };
     const dns = d.dstPort === 53 ? dnsQueryName(d.l4Payload, d.proto === "tcp") : null;
-    this.deliver({ ...bypassEvent({ sandbox: this.o.sandbox, source, proxy: this.o.proxy }, fields, null), process, dns_query: dns });
+    this.deliver({ ...bypassEvent({ sandbox: this.o.sandbox, source, proxy: this.o.proxy }, fields, null), process, dns_query: dns, action: this.o.action });
   }
 
   /** Kernel-log lines carry no payload: attribution by lookup, no DNS name. */
   private report(e: BypassDetect): void {
     const key = { proto: e.proto, family: e.family, srcAddr: e.src_addr, srcPort: e.src_port, dstAddr: e.dst_addr, dstPort: e.dst_port };
     const process = this.attributeOrProbe(key, false);
-    if (process) this.deliver({ ...e, process });
+    if (process) this.deliver({ ...e, sandbox: this.o.sandbox, process, action: this.o.action });
   }
 
   private deliver(e: BypassDetect): void {

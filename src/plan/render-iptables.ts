@@ -32,9 +32,10 @@ function target(a: Action, family: Family): string {
   }
 }
 
-function iptablesRules(r: Rule, family: Family): string[] {
+/** Rule lines for `chain`; in a chain of our own, "accept" must be RETURN (ACCEPT would end the table). */
+export function iptablesRules(r: Rule, family: Family, chain = "OUTPUT"): string[] {
   if (r.family && r.family !== family) return [];
-  const m: string[] = [`-A OUTPUT`];
+  const m: string[] = [`-A ${chain}`];
   if (r.oif) m.push(`-o ${r.oif}`);
   if (r.daddr) m.push(`-d ${r.daddr}/${family === "ipv4" ? 32 : 128}`);
   if (r.proto === "icmp") m.push(family === "ipv4" ? "-p icmp" : "-p ipv6-icmp");
@@ -43,7 +44,7 @@ function iptablesRules(r: Rule, family: Family): string[] {
   if (r.mark !== undefined) m.push(`-m mark --mark 0x${r.mark.toString(16).padStart(8, "0")}`);
   if (r.ctState) m.push(`-m conntrack --ctstate ${r.ctState.map((s) => s.toUpperCase()).join(",")}`);
   const head = m.join(" ");
-  const tail = target(r.action, family);
+  const tail = chain !== "OUTPUT" && r.action.kind === "accept" ? "-j RETURN" : target(r.action, family);
   if (r.icmpv6Types) {
     return r.icmpv6Types.map((t) => `${head} -p ipv6-icmp -m icmp6 --icmpv6-type ${ICMPV6_NAMES[t] ?? t} ${tail}`);
   }

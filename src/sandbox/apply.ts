@@ -66,12 +66,10 @@ async function runFenceStep(step: FenceStep, tools: Record<string, string>, netn
 }
 
 /** Runs the steps in order; the first failure, or null when all succeeded. */
+/** Runs the steps (the two iptables families at once); the first failure, or null. */
 async function runFence(steps: FenceStep[], tools: Record<string, string>, netns: string, scratch: string, check = false): Promise<ToolResult | null> {
-  for (const step of steps) {
-    const r = await runFenceStep(step, tools, netns, scratch, check);
-    if (r.code !== 0) return r;
-  }
-  return null;
+  const results = await Promise.all(steps.map((step, i) => runFenceStep(step, tools, netns, `${scratch}.${i}`, check)));
+  return results.find((r) => r.code !== 0) ?? null;
 }
 
 /** A ruleset of one optional rule, to ask the kernel whether it supports that feature. */
@@ -117,15 +115,31 @@ async function missingFeatures(plan: SandboxPlan, choice: BackendChoice, scratch
  * xt NFQUEUE target but no nft queue), and the best one installs a ruleset of only what it
  * supports, so that a missing log, queue or conntrack module never costs the rejects.
  */
-export async function applyFence(config: SandboxConfig, candidates: readonly BackendChoice[], scratch: string): Promise<FenceResult> {
+/** What earlier runs on this boot found each backend to lack (kept in the state dir). */
+export interface FeatureMemo {
+  missing(backend: Backend): readonly (keyof Features)[] | undefined;
+  record(backend: Backend, missing: readonly (keyof Features)[]): void;
+}
+
+export async function applyFence(config: SandboxConfig, candidates: readonly BackendChoice[], scratch: string, memo?: FeatureMemo): Promise<FenceResult> {
   let best: { choice: BackendChoice; plan: SandboxPlan; missing: (keyof Features)[] } | null = null;
   let firstError: string | null = null;
-  for (const choice of candidates) {
+  // A backend known to lack something this plan needs goes last: that saves a failed attempt and
+  // a round of probes on every run (this kernel, say, has no nft queue).
+  const probe = planSandbox(config);
+  const needed = (["conntrack", "log", "queue", "limit"] as const).filter((f) => probeRuleset(probe, f).rules.length > 0);
+  const lacks = (c: BackendChoice) => (memo?.missing(c.backend) ?? []).filter((f) => needed.includes(f as never)).length;
+  const ordered = [...candidates].sort((a, b) => lacks(a) - lacks(b));
+  for (const choice of ordered) {
     const plan = planSandbox({ ...config, backend: choice.backend });
     const failed = await runFence(plan.fence, choice.tools, plan.names.netns, scratch);
-    if (!failed) return { plan, backend: choice.backend, missing: [] };
+    if (!failed) {
+      if (lacks(choice) > 0 || memo?.missing(choice.backend) === undefined) memo?.record(choice.backend, []);
+      return { plan, backend: choice.backend, missing: [] };
+    }
     firstError ??= toolError(`installing the fence with ${choice.backend}`, failed);
     const missing = await missingFeatures(plan, choice, scratch);
+    memo?.record(choice.backend, missing);
     if (missing.length > 0 && (!best || missing.length < best.missing.length)) best = { choice, plan, missing };
   }
   if (!best) throw new SetupError(firstError ?? "no firewall tool to install the fence with");

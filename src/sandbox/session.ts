@@ -18,7 +18,7 @@ import { ownChildren } from "../sys/tools.ts";
 import { EXIT } from "../cli/exit-codes.ts";
 import { applyFence, applyNetwork, backendCandidates, removeNetwork, SetupError } from "./apply.ts";
 import { collectGarbage } from "./gc.ts";
-import { claimSlot, ensureStateDir, removeFile, removeState, selfOwner, writeState } from "./state.ts";
+import { claimSlot, ensureStateDir, featureMemo, removeFile, removeState, selfOwner, writeState } from "./state.ts";
 
 export interface RunConfig {
   cmd: string[];
@@ -76,6 +76,12 @@ function signalExit(signal: string): number {
 
 export async function runSandbox(cfg: RunConfig): Promise<number> {
   const t0 = performance.now();
+  let tStep = t0;
+  const step = (what: string) => {
+    const now = performance.now();
+    diag.debug(`setup: ${what} ${(now - tStep).toFixed(1)} ms`);
+    tStep = now;
+  };
   const id = newSandboxId();
   const emit = (e: EventLine) => cfg.events.write(e);
   const degraded: Degraded[] = [];
@@ -108,6 +114,7 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
     const gc = await collectGarbage(cfg.stateDir);
     if (gc.removed.length > 0) diag.info(`removed ${gc.removed.length} stale sandbox(es) of dead owners: ${gc.removed.map((r) => r.id).join(" ")}`);
     for (const p of gc.problems) diag.warn(p);
+    step("gc");
     checkAbort();
 
     const candidates = backendCandidates(cfg.backend);
@@ -150,6 +157,7 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
     undo.push({ what: "state file", record: true, fn: () => removeState(cfg.stateDir, id) });
     undo.push({ what: "namespace", fn: () => removeNetwork(plan.teardownBatch, n.netns, n.hostIf) });
     await applyNetwork(plan);
+    step("namespace and veth");
     checkAbort();
 
     // The monitor opens first: which source works decides the log rules the fence carries.
@@ -161,6 +169,7 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
       prefix: n.logPrefix,
       nflogGroup: cfg.nflogGroup,
       hold: HOLD_QUEUE,
+      action: "reject",
       proxy: proxyAddrs,
       emit,
       degrade,
@@ -168,13 +177,15 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
     });
     undo.push({ what: "monitor", fn: () => watch?.close() });
     config = { ...config, ...watchRules(watch.logKind, cfg.nflogGroup, n.logPrefix) };
+    step(`monitor ${watch.source}`);
 
     let fenced = true;
     try {
-      const fence = await applyFence(config, candidates, `${cfg.stateDir}/${id}.nft`);
+      const fence = await applyFence(config, candidates, `${cfg.stateDir}/${id}.rules`, featureMemo(cfg.stateDir));
       plan = fence.plan;
       for (const m of fence.missing) if (m !== "queue" || watch.source === "nflog") degrade(m, FEATURE_LOSS[m].missing, FEATURE_LOSS[m].fix, FEATURE_LOSS[m].still);
       watch.fenceInstalled(fence.backend, plan.config.features);
+      step(`fence (${fence.backend})`);
     } catch (e) {
       if (!(e instanceof SetupError) || !cfg.allowDegraded) throw e;
       fenced = false;
@@ -190,6 +201,7 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
     let detection: SandboxReady["detection"] = "off";
     if (fenced && watch.source !== "off") {
       const test = await watch.selfTest();
+      step("self-test");
       detection = test.ok ? "verified" : "unverified";
       if (!test.ok) {
         degrade("detection", `the self-test failed: ${test.why}`, "see proxywall doctor", "every direct TCP/UDP connection is still rejected; bypass reports may be missing");
@@ -210,6 +222,7 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
         throw new SetupError(`starting the built-in proxy: ${e.message}`);
       });
       undo.push({ what: "proxy", fn: () => proxy.close() });
+      step("proxy");
     }
     checkAbort();
 

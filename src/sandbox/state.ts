@@ -1,7 +1,10 @@
 // Live sandboxes on this host, as files: a state file per sandbox with all its removal needs, and
 // a claim file per /30 in use. A claim is created with O_EXCL, so two proxywalls racing for a
 // subnet cannot both win: the file system is the lock, and it outlives no reboot (/run is tmpfs).
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
+import { release } from "node:os";
+import type { FeatureMemo } from "./apply.ts";
+import type { Features } from "../plan/ruleset.ts";
 import * as v from "valibot";
 import { slotAddresses, type Pool, type SandboxAddresses } from "../plan/addresses.ts";
 import { ipv4ToInt } from "../net/ip-address.ts";
@@ -174,4 +177,30 @@ export function listClaims(dir: string): ListedClaim[] {
       return { path, id: null, alive: young };
     }
   });
+}
+
+/**
+ * Which optional fence features each backend lacked on this boot, so later runs try the best
+ * backend first. Keyed by kernel release: a reboot into another kernel starts afresh (and /run
+ * is emptied at boot anyway). Only an ordering hint: a backend is still tried and probed.
+ */
+export function featureMemo(dir: string): FeatureMemo {
+  const path = `${dir}/features.json`;
+  const Memo = v.object({ kernel: v.string(), missing: v.record(v.string(), v.array(v.string())) });
+  let data: v.InferOutput<typeof Memo> = { kernel: release(), missing: {} };
+  try {
+    const parsed = v.parse(Memo, JSON.parse(readFileSync(path, "utf8")));
+    if (parsed.kernel === data.kernel) data = parsed;
+  } catch {}
+  return {
+    missing: (backend) => data.missing[backend] as (keyof Features)[] | undefined,
+    record(backend, missing) {
+      data.missing[backend] = [...missing];
+      try {
+        const tmp = `${path}.${process.pid}`;
+        writeFileSync(tmp, JSON.stringify(data), { mode: 0o600 });
+        renameSync(tmp, path);
+      } catch {}
+    },
+  };
 }

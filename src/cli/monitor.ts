@@ -1,0 +1,125 @@
+// `proxywall monitor --netns NAME | --pid PID`: watch a network namespace that proxywall did not
+// create, with log rules of its own that change nothing the namespace lets through, removed on exit.
+import { defineCommand } from "citty";
+import { existsSync } from "node:fs";
+import * as v from "valibot";
+import { diag } from "../diag.ts";
+import { nowTs } from "../events/bypass-event.ts";
+import type { Degraded, EventLine } from "../events/schema.ts";
+import { openEventSink } from "../events/sink.ts";
+import { newSandboxId, sandboxNames } from "../plan/addresses.ts";
+import { canonicalIPv6, isIPv4 } from "../net/ip-address.ts";
+import { attachLogRules } from "../monitor/attach.ts";
+import { Watch } from "../monitor/watch.ts";
+import { canBuildSandbox } from "../sys/capabilities.ts";
+import { intOption, validate } from "./argv.ts";
+import { EXIT, ExitError, usageError } from "./exit-codes.ts";
+
+const Options = v.object({
+  netns: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9_.-]{1,255}$/, "must be a namespace name as `ip netns list` shows it"))),
+  pid: v.optional(intOption(1, 4194304)),
+  source: v.picklist(["auto", "nflog", "kmsg", "dmesg"], "must be auto, nflog, kmsg or dmesg"),
+  proxy: v.optional(v.pipe(v.string(), v.regex(/^(\[[0-9a-fA-F:.]+\]|[0-9.]+):\d{1,5}$/, "must be ADDRESS:PORT ([ADDRESS]:PORT for IPv6)"))),
+  events: v.optional(v.pipe(v.string(), v.minLength(1, "must not be empty"), v.maxLength(4096, "is too long"))),
+  logRate: intOption(1, 100000),
+  nflogGroup: intOption(0, 65535),
+  summaryInterval: intOption(0, 86400),
+  backend: v.optional(v.picklist(["nft", "iptables"], "must be nft or iptables")),
+});
+
+function proxyAllow(text: string | undefined): { addr: string; port: number }[] {
+  if (text === undefined) return [];
+  const at = text.lastIndexOf(":");
+  const host = text.slice(0, at).replace(/^\[|\]$/g, "");
+  const port = Number(text.slice(at + 1));
+  const addr = isIPv4(host) ? host : canonicalIPv6(host);
+  if (!addr || port < 1 || port > 65535) throw usageError(`--proxy: ${text} is not ADDRESS:PORT`);
+  return [{ addr, port }];
+}
+
+export default defineCommand({
+  meta: { name: "monitor", description: "Watch a network namespace proxywall did not create and print a JSON line for every connection that is not to its proxy" },
+  args: {
+    netns: { type: "string", description: "namespace name (as in ip netns list)" },
+    pid: { type: "string", description: "watch the network namespace of this process" },
+    source: { type: "string", description: "auto (NFLOG, else the kernel log where it works), nflog, kmsg, dmesg", default: "auto", valueHint: "auto|nflog|kmsg|dmesg" },
+    proxy: { type: "string", description: "the namespace's proxy: connections to it are not reported", valueHint: "ADDRESS:PORT" },
+    events: { type: "string", description: "where JSON lines go: a file (appended) or fd:N; default stdout", valueHint: "PATH|fd:N" },
+    "log-rate": { type: "string", description: "report at most this many attempts per second per protocol", default: "100" },
+    "nflog-group": { type: "string", description: "NFLOG group to use inside the namespace", default: "2" },
+    "summary-interval": { type: "string", description: "seconds between bypass_summary lines (0: only at exit)", default: "10" },
+    backend: { type: "string", description: "firewall tool for the log rules: nft or iptables; default nft, else iptables", valueHint: "nft|iptables" },
+  },
+  async run({ args }) {
+    const o = validate(Options, {
+      netns: args.netns,
+      pid: args.pid,
+      source: args.source,
+      proxy: args.proxy,
+      events: args.events,
+      logRate: args["log-rate"],
+      nflogGroup: args["nflog-group"],
+      summaryInterval: args["summary-interval"],
+      backend: args.backend,
+    });
+    if ((o.netns === undefined) === (o.pid === undefined)) throw usageError("give exactly one of --netns NAME and --pid PID");
+    const nsPath = o.netns !== undefined ? `/run/netns/${o.netns}` : `/proc/${o.pid}/ns/net`;
+    if (!existsSync(nsPath)) throw usageError(o.netns !== undefined ? `no network namespace named ${o.netns}` : `no process ${o.pid}`);
+    const allow = proxyAllow(o.proxy);
+    const sink = openEventSink(o.events ?? "fd:1");
+    if (typeof sink === "string") throw usageError(sink);
+    if (!canBuildSandbox()) throw new ExitError("monitor needs root, or CAP_NET_ADMIN (to add log rules inside the namespace)", EXIT.sandbox);
+
+    const label = o.netns ?? `pid:${o.pid}`;
+    const id = newSandboxId();
+    const emit = (e: EventLine) => sink.write(e);
+    const degrade = (component: string, missing: string, fix: string, still: string) => {
+      const d: Degraded = { v: 1, event: "degraded", ts: nowTs(), sandbox: label, component, missing, fix, still_protected: still };
+      emit(d);
+    };
+    const watch = Watch.open(o.source, {
+      sandbox: label,
+      nsPath,
+      prefix: sandboxNames(id).logPrefix,
+      nflogGroup: o.nflogGroup,
+      hold: null,
+      action: "observe",
+      proxy: { addrs: allow.map((a) => a.addr), port: allow[0]?.port ?? 0 },
+      emit,
+      degrade: (c, m, f) => degrade(c, m, f, "nothing: monitor only watches; the namespace's own rules decide what passes"),
+      cmdPid: () => o.pid ?? null,
+    });
+    if (watch.source === "off") {
+      await watch.close();
+      throw new ExitError("nothing can watch this namespace (see the degraded line above)", EXIT.failure);
+    }
+    let attached;
+    try {
+      const log = watch.logKind === "nflog" ? { kind: "nflog" as const, group: o.nflogGroup, prefix: sandboxNames(id).logPrefix } : { kind: "kmsg" as const, prefix: sandboxNames(id).logPrefix };
+      attached = await attachLogRules(nsPath, { allow, log, logRate: o.logRate }, o.backend);
+    } catch (e) {
+      await watch.close();
+      throw new ExitError(`cannot add log rules in ${label}: ${(e as Error).message}`, EXIT.sandbox);
+    }
+    watch.logRulesInstalled({ log: true });
+    diag.info(`watching ${label} with ${watch.source} (log rules by ${attached.backend}); stop with Ctrl-C`);
+
+    const summarize = (final: boolean) => {
+      for (const line of watch.summary.lines(label, final)) emit(line);
+    };
+    const timer = o.summaryInterval > 0 ? setInterval(() => summarize(false), o.summaryInterval * 1000) : null;
+    const signal = await new Promise<NodeJS.Signals>((resolve) => {
+      for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.once(s, () => resolve(s));
+    });
+    if (timer) clearInterval(timer);
+    summarize(true);
+    const left = await attached.remove();
+    await watch.close();
+    if (left) {
+      diag.error(`could not remove the ${left} from ${label}`);
+      return EXIT.failure;
+    }
+    diag.debug(`stopped by ${signal}`);
+    return EXIT.ok;
+  },
+});
