@@ -8,7 +8,7 @@ import { intOption } from "./argv.ts";
 
 export const fenceArgs = {
   "proxy-port": { type: "string", description: "port of the proxy on the host side of the sandbox", default: "3128" },
-  backend: { type: "string", description: "firewall tool: nft, or iptables (iptables-restore + ip6tables-restore); run picks nft when it is there", valueHint: "nft|iptables" },
+  backend: { type: "string", description: "firewall tool: nft, or iptables (iptables-restore + ip6tables-restore); default: nft, or iptables where nft is missing or lacks a feature the plan needs", valueHint: "nft|iptables" },
   "log-rate": { type: "string", description: "log at most this many attempts per second per protocol (the rejects themselves are not limited)", default: "100" },
   "nflog-group": { type: "string", description: "NFLOG group inside the sandbox namespace", default: "1" },
   pool: { type: "string", description: "IPv4 range that sandbox /30 subnets are taken from", default: DEFAULT_POOL },

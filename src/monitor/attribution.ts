@@ -2,10 +2,12 @@
 // tables of the processes inside it. Never a guess: no socket, no owner, no name.
 import type { ProcessInfo } from "../events/schema.ts";
 import { ancestors, processFacts } from "./process-info.ts";
-import { findSockets, NamespaceProcesses, socketHolders, type SocketKey } from "./procfs-sockets.ts";
+import { findSockets, NamespaceProcesses, socketHolders, type SocketEntry, type SocketKey } from "./procfs-sockets.ts";
+import { SockDiag } from "./sock-diag.ts";
 
 export class Attributor {
   private readonly procs: NamespaceProcesses;
+  private diag: SockDiag | null = null;
 
   /** `cmdPid` ends the ancestor chains (null while CMD has not started). */
   constructor(
@@ -13,12 +15,33 @@ export class Attributor {
     private readonly cmdPid: () => number | null,
   ) {
     this.procs = new NamespaceProcesses(nsPath);
+    // The first scan stats every pid on the host; do it now, not while a SYN is held.
+    this.procs.pids();
+    try {
+      this.diag = new SockDiag(nsPath);
+    } catch {
+      // Without sock_diag the /proc tables still answer, only slower.
+    }
+  }
+
+  /** The socket(s) the packet came from: TCP by an exact sock_diag lookup where possible. */
+  private sockets(pid: number, key: SocketKey): SocketEntry[] {
+    if (key.proto === "tcp" && this.diag && key.srcAddr && key.srcPort !== null) {
+      const s = this.diag.tcp(key.family, { addr: key.srcAddr, port: key.srcPort }, { addr: key.dstAddr, port: key.dstPort });
+      return s && s.inode > 0 ? [{ inode: s.inode, state: s.state }] : [];
+    }
+    return findSockets(pid, key);
+  }
+
+  close(): void {
+    this.diag?.close();
+    this.diag = null;
   }
 
   attribute(key: SocketKey, held: boolean): Exclude<ProcessInfo, null> {
     const pids = this.procs.pids();
     if (pids.length === 0) return { resolved: false, why: "no process is left in the sandbox" };
-    const sockets = findSockets(pids[0]!, key);
+    const sockets = this.sockets(pids[0]!, key);
     if (sockets.length === 0) {
       return {
         resolved: false,

@@ -26,7 +26,7 @@ const SO_RCVBUF = 8;
 const SO_RCVBUFFORCE = 33;
 const SOL_NETLINK = 270;
 const NETLINK_CAP_ACK = 10;
-const MSG_DONTWAIT = 0x40;
+export const MSG_DONTWAIT = 0x40;
 
 export const NLM_F_REQUEST = 0x01;
 export const NLM_F_ACK = 0x04;
@@ -101,12 +101,17 @@ new DataView(KERNEL_ADDR.buffer).setUint16(0, AF_NETLINK, true);
  * when null), non-blocking and close-on-exec. Returns the fd and the port id the kernel assigned.
  */
 export function openNetfilterSocket(netns: string | null): { fd: number; portId: number } {
+  return openNetlinkSocket(netns, NETLINK_NETFILTER);
+}
+
+/** A netlink socket of `protocol` made (and bound) in the namespace at `netns`; as above. */
+export function openNetlinkSocket(netns: string | null, protocol: number): { fd: number; portId: number } {
   const make = () => {
     const c = libc().symbols;
-    const fd = c.socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_NETFILTER);
+    const fd = c.socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
     if (fd < 0) {
       const e = errno();
-      throw new NetlinkError(`cannot create a netfilter netlink socket: ${errnoName(e)}`, e);
+      throw new NetlinkError(`cannot create a netlink socket (protocol ${protocol}): ${errnoName(e)}`, e);
     }
     try {
       if (c.bind(fd, KERNEL_ADDR, KERNEL_ADDR.length) !== 0) {

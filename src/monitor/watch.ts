@@ -233,5 +233,6 @@ export class Watch {
     if (this.closed) return;
     this.closed = true;
     await Promise.all([this.nflog?.close(), this.nfqueue?.close(), this.lines?.close()]);
+    this.attributor.close();
   }
 }
