@@ -52,36 +52,26 @@ export function bypassEvent(ctx: BypassContext, f: PacketFields, logTime: string
 // `parse` writes a line per record, so its events go straight to bytes: exactly the UTF-8 of
 // JSON.stringify(event), without building the line as a string first (tests compare the two).
 
-// The keys written below, in this order; tsc fails here when the schema gains or loses one.
+// The keys in the order bypassEvent (hence JSON.stringify) has them, which encode() follows; tsc
+// fails here when the schema gains or loses one.
+const KEYS = [
+  "v", "event", "ts", "sandbox", "action", "proto", "family", "src_addr", "src_port", "dst_addr", "dst_port",
+  "uid", "gid", "out_if", "process", "dns_query", "reason", "hint", "source", "log_time",
+] as const;
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
-const _keysInStep: Same<
-  keyof BypassDetect,
-  | "v" | "event" | "ts" | "sandbox" | "action" | "proto" | "family" | "src_addr" | "src_port" | "dst_addr"
-  | "dst_port" | "uid" | "gid" | "out_if" | "process" | "dns_query" | "reason" | "hint" | "source" | "log_time"
-> = true;
+const _keysInStep: Same<keyof BypassDetect, (typeof KEYS)[number]> = true;
 void _keysInStep;
 
 const utf8 = new TextEncoder();
 const bytes = (text: string) => utf8.encode(text);
-const K_TS = bytes(`{"v":1,"event":"bypass_detect","ts":`);
-const K_SANDBOX = bytes(`,"sandbox":`);
-const K_PROTO = bytes(`,"action":"reject","proto":`);
-const K_FAMILY = bytes(`,"family":`);
-const K_SRC_ADDR = bytes(`,"src_addr":`);
-const K_SRC_PORT = bytes(`,"src_port":`);
-const K_DST_ADDR = bytes(`,"dst_addr":`);
-const K_DST_PORT = bytes(`,"dst_port":`);
-const K_UID = bytes(`,"uid":`);
-const K_GID = bytes(`,"gid":`);
-const K_OUT_IF = bytes(`,"out_if":`);
-const K_PROCESS = bytes(`,"process":`);
-const K_DNS_QUERY = bytes(`,"dns_query":`);
-const K_HINT = bytes(`,"reason":${JSON.stringify(REASON_BYPASS)},"hint":`);
-const K_SOURCE = bytes(`,"source":`);
-const K_LOG_TIME = bytes(`,"log_time":`);
-const K_END = bytes(`}`);
-const FIXED_BYTES = [K_TS, K_SANDBOX, K_PROTO, K_FAMILY, K_SRC_ADDR, K_SRC_PORT, K_DST_ADDR, K_DST_PORT, K_UID, K_GID, K_OUT_IF, K_PROCESS, K_DNS_QUERY, K_HINT, K_SOURCE, K_LOG_TIME, K_END].reduce((n, k) => n + k.length, 0);
-const HINT_BYTES = new Map<string, Uint8Array>(Object.values(HINTS).map((h) => [h, bytes(JSON.stringify(h))]));
+/** Each key as JSON with the punctuation before it: `{"v":`, `,"event":`, ... */
+const K = Object.fromEntries(KEYS.map((k, i) => [k, bytes(`${i === 0 ? "{" : ","}${JSON.stringify(k)}:`)])) as Record<
+  (typeof KEYS)[number],
+  Uint8Array
+>;
+const KEY_BYTES = Object.values(K).reduce((n, k) => n + k.length, 0) + 1; // + "}"
+// The long fixed texts, ready as JSON.
+const TEXT_BYTES = new Map<string, Uint8Array>([...Object.values(HINTS), REASON_BYPASS].map((h) => [h, bytes(JSON.stringify(h))]));
 const NULL = bytes("null");
 
 function put(buf: Uint8Array, at: number, part: Uint8Array): number {
@@ -93,6 +83,11 @@ function put(buf: Uint8Array, at: number, part: Uint8Array): number {
   return at + part.length;
 }
 
+/** JSON of any value, through JSON.stringify (the rare cases). */
+function putJson(buf: Uint8Array, at: number, value: unknown): number {
+  return at + utf8.encodeInto(JSON.stringify(value), buf.subarray(at)).written;
+}
+
 /** JSON string: printable ASCII as is; anything else (escapes, non-ASCII) through JSON.stringify. */
 function putString(buf: Uint8Array, at: number, s: string | null): number {
   if (s === null) return put(buf, at, NULL);
@@ -100,18 +95,22 @@ function putString(buf: Uint8Array, at: number, s: string | null): number {
   buf[at++] = 34;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
-    if (c < 32 || c > 126 || c === 34 || c === 92) {
-      return start + utf8.encodeInto(JSON.stringify(s), buf.subarray(start)).written;
-    }
+    if (c < 32 || c > 126 || c === 34 || c === 92) return putJson(buf, start, s);
     buf[at++] = c;
   }
   buf[at++] = 34;
   return at;
 }
 
+/** A string that is often one of the fixed texts (hints, reason). */
+function putText(buf: Uint8Array, at: number, s: string): number {
+  const known = TEXT_BYTES.get(s);
+  return known ? put(buf, at, known) : putString(buf, at, s);
+}
+
 function putNumber(buf: Uint8Array, at: number, n: number | null): number {
   if (n === null) return put(buf, at, NULL);
-  if (!(Number.isInteger(n) && n >= 0 && n <= 4294967295)) return at + utf8.encodeInto(JSON.stringify(n), buf.subarray(at)).written;
+  if (!(Number.isInteger(n) && n >= 0 && n <= 4294967295)) return putJson(buf, at, n);
   let digits = 1;
   for (let t = n; t >= 10; t = Math.floor(t / 10)) digits++;
   for (let i = at + digits - 1, t = n; i >= at; i--, t = Math.floor(t / 10)) buf[i] = 48 + (t % 10);
@@ -126,51 +125,40 @@ const NUMBER_BOUND = 24;
 /** A bypass_detect event as its JSON line (see LineWriter.writeEncoded). */
 export const bypassEventLine: LineEncoder<BypassDetect> = {
   maxBytes(e) {
-    const hint = HINT_BYTES.get(e.hint);
     return (
-      FIXED_BYTES +
-      5 * NUMBER_BOUND +
-      stringBound(e.ts) + stringBound(e.sandbox) + stringBound(e.proto) + stringBound(e.family) +
-      stringBound(e.src_addr) + stringBound(e.dst_addr) + stringBound(e.out_if) + stringBound(e.source) +
-      stringBound(e.log_time) + stringBound(e.dns_query) + (hint ? hint.length : stringBound(e.hint)) +
+      KEY_BYTES +
+      6 * NUMBER_BOUND +
+      stringBound(e.event) + stringBound(e.ts) + stringBound(e.sandbox) + stringBound(e.action) + stringBound(e.proto) +
+      stringBound(e.family) + stringBound(e.src_addr) + stringBound(e.dst_addr) + stringBound(e.out_if) +
+      stringBound(e.dns_query) + stringBound(e.reason) + stringBound(e.hint) + stringBound(e.source) + stringBound(e.log_time) +
+      // JSON.stringify escapes lone surrogates, so 3 bytes per UTF-16 unit bound its UTF-8
       (e.process === null ? 4 : JSON.stringify(e.process).length * 3)
     );
   },
   encode(e, buf, at) {
-    at = put(buf, at, K_TS);
-    at = putString(buf, at, e.ts);
-    at = put(buf, at, K_SANDBOX);
-    at = putString(buf, at, e.sandbox);
-    at = put(buf, at, K_PROTO);
-    at = putString(buf, at, e.proto);
-    at = put(buf, at, K_FAMILY);
-    at = putString(buf, at, e.family);
-    at = put(buf, at, K_SRC_ADDR);
-    at = putString(buf, at, e.src_addr);
-    at = put(buf, at, K_SRC_PORT);
-    at = putNumber(buf, at, e.src_port);
-    at = put(buf, at, K_DST_ADDR);
-    at = putString(buf, at, e.dst_addr);
-    at = put(buf, at, K_DST_PORT);
-    at = putNumber(buf, at, e.dst_port);
-    at = put(buf, at, K_UID);
-    at = putNumber(buf, at, e.uid);
-    at = put(buf, at, K_GID);
-    at = putNumber(buf, at, e.gid);
-    at = put(buf, at, K_OUT_IF);
-    at = putString(buf, at, e.out_if);
-    at = put(buf, at, K_PROCESS);
+    at = putNumber(buf, put(buf, at, K.v), e.v);
+    at = putString(buf, put(buf, at, K.event), e.event);
+    at = putString(buf, put(buf, at, K.ts), e.ts);
+    at = putString(buf, put(buf, at, K.sandbox), e.sandbox);
+    at = putString(buf, put(buf, at, K.action), e.action);
+    at = putString(buf, put(buf, at, K.proto), e.proto);
+    at = putString(buf, put(buf, at, K.family), e.family);
+    at = putString(buf, put(buf, at, K.src_addr), e.src_addr);
+    at = putNumber(buf, put(buf, at, K.src_port), e.src_port);
+    at = putString(buf, put(buf, at, K.dst_addr), e.dst_addr);
+    at = putNumber(buf, put(buf, at, K.dst_port), e.dst_port);
+    at = putNumber(buf, put(buf, at, K.uid), e.uid);
+    at = putNumber(buf, put(buf, at, K.gid), e.gid);
+    at = putString(buf, put(buf, at, K.out_if), e.out_if);
     // Attribution (nfqueue) only: parse never has a process.
-    at = e.process === null ? put(buf, at, NULL) : at + utf8.encodeInto(JSON.stringify(e.process), buf.subarray(at)).written;
-    at = put(buf, at, K_DNS_QUERY);
-    at = putString(buf, at, e.dns_query);
-    at = put(buf, at, K_HINT);
-    const hint = HINT_BYTES.get(e.hint);
-    at = hint ? put(buf, at, hint) : putString(buf, at, e.hint);
-    at = put(buf, at, K_SOURCE);
-    at = putString(buf, at, e.source);
-    at = put(buf, at, K_LOG_TIME);
-    at = putString(buf, at, e.log_time);
-    return put(buf, at, K_END);
+    at = put(buf, at, K.process);
+    at = e.process === null ? put(buf, at, NULL) : putJson(buf, at, e.process);
+    at = putString(buf, put(buf, at, K.dns_query), e.dns_query);
+    at = putText(buf, put(buf, at, K.reason), e.reason);
+    at = putText(buf, put(buf, at, K.hint), e.hint);
+    at = putString(buf, put(buf, at, K.source), e.source);
+    at = putString(buf, put(buf, at, K.log_time), e.log_time);
+    buf[at] = 125; // }
+    return at + 1;
   },
 };

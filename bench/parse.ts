@@ -1,0 +1,320 @@
+// Benchmark of `proxywall parse`: 1,000,000 mixed kernel-log lines (10% proxywall bypass records in
+// all four envelope formats, 90% other kernel chatter), parsed by the compiled binary and by
+// `bun src/main.ts`, 3 runs each, pinned to one core when taskset exists. Prints lines/s (best and
+// median wall clock, and per CPU second, which other load on the machine disturbs less), the event
+// count, and peak RSS (getrusage); for the binary also on a tenth of the input and on three times
+// the input through standard input: the parser streams, so RSS must stop growing after start-up.
+// The input is written to a temporary directory and deleted at the end.
+//
+//   node_modules/.bin/bun bench/parse.ts [--lines N] [--runs N]
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+
+const ROOT = path.join(import.meta.dir, "..");
+const BUN = path.join(ROOT, "node_modules/.bin/bun");
+const DIST_BIN = path.join(ROOT, "dist/proxywall-linux-x64");
+const TARGET_LINES_PER_S = 1_000_000;
+
+function flag(name: string, fallback: number): number {
+  const i = process.argv.indexOf(name);
+  if (i === -1) return fallback;
+  const n = Number(process.argv[i + 1]);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} needs a positive whole number`);
+  return n;
+}
+const LINES = flag("--lines", 1_000_000);
+const RUNS = flag("--runs", 3);
+
+// ---- input -------------------------------------------------------------------------------------
+
+/** Small deterministic PRNG (mulberry32), so every run parses the same text. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const rnd = prng(0x5eed);
+const int = (n: number) => Math.floor(rnd() * n);
+const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
+const hex4 = () => int(0x10000).toString(16).padStart(4, "0");
+
+const SANDBOXES = ["abcd1234", "0f1e2d3c", "deadbeef", "12345678"];
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const HOSTS = ["build-07", "ci-runner", "web1"];
+
+let seq = 12000;
+let uptimeUs = 1_180_427_454;
+
+type Envelope = "kmsg" | "dmesg" | "notime" | "syslog";
+const ENVELOPES: readonly Envelope[] = ["kmsg", "dmesg", "notime", "syslog"];
+
+function envelope(kind: Envelope, message: string, priority = 4): string {
+  uptimeUs += 1 + int(50_000);
+  const us = String(uptimeUs);
+  const secs = `${us.slice(0, -6)}.${us.slice(-6)}`;
+  switch (kind) {
+    case "kmsg":
+      return `${priority},${seq++},${us},-;${message}`;
+    case "dmesg":
+      return `[${secs.padStart(12, " ")}] ${message}`;
+    case "notime":
+      return message;
+    case "syslog": {
+      const day = String(1 + int(28)).padStart(2, " ");
+      const t = `${String(int(24)).padStart(2, "0")}:${String(int(60)).padStart(2, "0")}:${String(int(60)).padStart(2, "0")}`;
+      return `${pick(MONTHS)} ${day} ${t} ${pick(HOSTS)} kernel: ${message}`;
+    }
+  }
+}
+
+const ipv6Full = (head: string) => `${head}:${hex4()}:${hex4()}:${hex4()}:${hex4()}`;
+
+/** A netfilter LOG body (after the prefix), in the exact shape the kernel prints. */
+function logBody(v6: boolean, tcp: boolean, dport: number, withUid = true): string {
+  const src = v6 ? "fd00:0210:0000:0000:0000:0000:0000:0002" : "10.210.0.2";
+  const dst = v6
+    ? pick([
+        "fd00:0210:0000:0000:0000:0000:0000:0001",
+        "2001:4860:4860:0000:0000:0000:0000:8888",
+        ipv6Full("2001:0db8:0000:0000"),
+      ])
+    : pick(["10.210.0.1", "198.51.100.7", "203.0.113.9", `100.64.${int(256)}.${int(256)}`]);
+  const spt = 32768 + int(28000);
+  const ip = v6
+    ? `LEN=${60 + int(40)} TC=0 HOPLIMIT=64 FLOWLBL=${int(1 << 20)}`
+    : `LEN=${40 + int(40)} TOS=0x00 PREC=0x00 TTL=64 ID=${int(65536)} DF`;
+  const l4 = tcp
+    ? `PROTO=TCP SPT=${spt} DPT=${dport} WINDOW=64240 RES=0x00 SYN URGP=0`
+    : `PROTO=UDP SPT=${spt} DPT=${dport} LEN=${8 + int(60)}`;
+  const ids = withUid ? ` UID=${pick([0, 1000, 65534])} GID=${pick([0, 1000, 65534])}` : "";
+  return `IN= OUT=vs-cap SRC=${src} DST=${dst} ${ip} ${l4}${ids} `;
+}
+
+function bypassLine(): string {
+  const v6 = rnd() < 0.5;
+  const tcp = rnd() < 0.6;
+  const dport = tcp ? pick([443, 80, 8080, 53, 22]) : pick([53, 443, 123, 5353]);
+  return envelope(pick(ENVELOPES), `proxywall:${pick(SANDBOXES)}:${logBody(v6, tcp, dport)}`);
+}
+
+const OTHER_MESSAGES: readonly (() => string)[] = [
+  // netfilter LOG lines of other rulesets (not proxywall's prefix)
+  () => `[UFW BLOCK] IN=eth0 OUT= MAC=52:54:00:12:34:56:52:54:00:65:43:21:08:00 SRC=203.0.113.${int(256)} DST=10.0.0.5 LEN=60 TOS=0x00 PREC=0x00 TTL=52 ID=${int(65536)} DF PROTO=TCP SPT=${1024 + int(60000)} DPT=22 WINDOW=64240 RES=0x00 SYN URGP=0 `,
+  () => `iptables-drop: IN=docker0 OUT=eth0 PHYSIN=veth${hex4()} SRC=172.17.0.${int(256)} DST=8.8.8.8 LEN=${40 + int(40)} TOS=0x00 PREC=0x00 TTL=63 ID=${int(65536)} PROTO=UDP SPT=${1024 + int(60000)} DPT=53 LEN=${20 + int(40)} `,
+  () => `nft-in6: IN=eth0 OUT= SRC=2001:0db8:0000:0000:0000:0000:0000:${hex4()} DST=fe80:0000:0000:0000:0000:0000:0000:0001 LEN=72 TC=0 HOPLIMIT=255 FLOWLBL=0 PROTO=ICMPv6 TYPE=135 CODE=0 `,
+  // near misses: the word proxywall without a valid sandbox prefix
+  () => `proxywall: starting sandbox ${hex4()}${hex4()} (pid ${int(1 << 22)})`,
+  // audit
+  () => `audit: type=1400 audit(${1700000000 + int(1e6)}.${int(1000)}:${int(1e5)}): apparmor="DENIED" operation="open" class="file" profile="snap.firefox.firefox" name="/proc/${int(1 << 15)}/cgroup" pid=${int(1 << 15)} comm="firefox" requested_mask="r" denied_mask="r" fsuid=1000 ouid=1000`,
+  () => `audit: type=1325 audit(${1700000000 + int(1e6)}.${int(1000)}:${int(1e5)}): table=filter family=2 entries=${int(200)} op=nft_register_rule pid=${int(1 << 15)} subj=unconfined comm="iptables-nft"`,
+  // usb
+  () => `usb 1-${1 + int(4)}: new high-speed USB device number ${int(128)} using xhci_hcd`,
+  () => `usb 1-${1 + int(4)}: New USB device found, idVendor=${hex4()}, idProduct=${hex4()}, bcdDevice= 1.00`,
+  () => `usb 1-${1 + int(4)}: Product: USB2.0 Hub`,
+  () => `usb-storage 2-1:1.0: USB Mass Storage device detected`,
+  // net, block, fs, mm
+  () => `e1000e 0000:00:1f.6 eth0: NIC Link is Up 1000 Mbps Full Duplex, Flow Control: Rx/Tx`,
+  () => `IPv6: ADDRCONF(NETDEV_CHANGE): vs-${hex4()}: link becomes ready`,
+  () => `br-${hex4()}${hex4()}: port ${1 + int(8)}(veth${hex4()}) entered forwarding state`,
+  () => `EXT4-fs (nvme0n1p${1 + int(3)}): mounted filesystem ${hex4()}${hex4()}-${hex4()} r/w with ordered data mode. Quota mode: none.`,
+  () => `nvme nvme0: ${int(32)}/0/0 default/read/poll queues`,
+  () => `Out of memory: Killed process ${int(1 << 22)} (chrome) total-vm:${int(1e7)}kB, anon-rss:${int(1e6)}kB, file-rss:0kB, shmem-rss:0kB, UID:1000 pgtables:${int(1e4)}kB oom_score_adj:300`,
+  () => `TCP: request_sock_TCP: Possible SYN flooding on port ${int(65536)}. Sending cookies.  Check SNMP counters.`,
+  () => `traps: node[${int(1 << 22)}] general protection fault ip:${hex4()}${hex4()} sp:7ffd${hex4()}${hex4()} error:0 in node[${hex4()}000+${hex4()}000]`,
+  () => `docker0: port 1(veth${hex4()}) entered blocking state`,
+];
+
+function otherLine(): string[] {
+  const kind = pick(ENVELOPES);
+  const line = envelope(kind, pick(OTHER_MESSAGES)(), pick([3, 4, 5, 6, 6, 6]));
+  // /dev/kmsg device messages carry continuation lines.
+  if (kind === "kmsg" && rnd() < 0.2) return [line, ` SUBSYSTEM=usb`, ` DEVICE=c189:${int(256)}`];
+  return [line];
+}
+
+/** Writes `lines` lines (exactly), a tenth of them bypass records; returns the bypass count. */
+async function generate(file: string, lines: number): Promise<number> {
+  const w = Bun.file(file).writer({ highWaterMark: 1 << 20 });
+  let written = 0;
+  let bypass = 0;
+  while (written < lines) {
+    if (written % 10 === 0) {
+      w.write(bypassLine() + "\n");
+      bypass++;
+      written++;
+      continue;
+    }
+    for (const l of otherLine()) {
+      if (written >= lines || written % 10 === 0) break;
+      w.write(l + "\n");
+      written++;
+    }
+  }
+  await w.end();
+  return bypass;
+}
+
+// ---- runs --------------------------------------------------------------------------------------
+
+const TASKSET = ["/usr/bin/taskset", "/bin/taskset"].find((p) => existsSync(p));
+const pinned = (argv: string[]) => (TASKSET ? [TASKSET, "-c", "0", ...argv] : argv);
+
+interface Run {
+  /** Wall time, start to exit. */
+  seconds: number;
+  /** User + system CPU time of the process (less disturbed by other load on the machine). */
+  cpuSeconds: number;
+  /** Peak resident set size (getrusage ru_maxrss), bytes. */
+  maxRss: number;
+  stats: Record<string, number>;
+}
+
+function runOnce(cmd: string[], file: string): Run {
+  // stdout goes to /dev/null; --stats puts the counts on stderr without adding work to the loop.
+  const t0 = performance.now();
+  const p = Bun.spawnSync(pinned([...cmd, "parse", file, "--stats"]), { stdout: "ignore", stderr: "pipe", cwd: ROOT });
+  const seconds = (performance.now() - t0) / 1000;
+  const err = p.stderr.toString();
+  if (p.exitCode !== 0) throw new Error(`${cmd.join(" ")} parse failed (${p.exitCode}): ${err}`);
+  const m = /parse stats (\{.*\})/.exec(err);
+  if (!m) throw new Error(`no stats line on stderr: ${err}`);
+  const usage = p.resourceUsage;
+  return {
+    seconds,
+    cpuSeconds: Number(usage.cpuTime.total) / 1e6,
+    maxRss: usage.maxRSS,
+    stats: JSON.parse(m[1]!) as Record<string, number>,
+  };
+}
+
+/** The binary reading `times` copies of the file from a pipe on standard input. */
+async function runStdin(cmd: string[], file: string, times: number): Promise<Run & { lines: number }> {
+  const t0 = performance.now();
+  const p = Bun.spawn(pinned([...cmd, "parse", "-", "--stats"]), { stdin: "pipe", stdout: "ignore", stderr: "pipe", cwd: ROOT });
+  const stderr = new Response(p.stderr).text();
+  for (let i = 0; i < times; i++) {
+    for await (const chunk of Bun.file(file).stream()) {
+      p.stdin.write(chunk);
+      await p.stdin.flush();
+    }
+  }
+  await p.stdin.end();
+  const code = await p.exited;
+  const seconds = (performance.now() - t0) / 1000;
+  const err = await stderr;
+  const m = /parse stats (\{.*\})/.exec(err);
+  const usage = p.resourceUsage();
+  if (code !== 0 || !m || !usage) throw new Error(`${cmd.join(" ")} parse - failed (${code}): ${err}`);
+  const stats = JSON.parse(m[1]!) as Record<string, number>;
+  return { seconds, cpuSeconds: Number(usage.cpuTime.total) / 1e6, maxRss: usage.maxRSS, stats, lines: stats.lines! };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
+const mib = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MiB`;
+
+/** Newest modification time of the sources the binary is built from. */
+function newestSource(dir = path.join(ROOT, "src")): number {
+  let newest = 0;
+  for (const name of readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, name.name);
+    newest = Math.max(newest, name.isDirectory() ? newestSource(p) : statSync(p).mtimeMs);
+  }
+  return newest;
+}
+
+/**
+ * The compiled binary to measure: dist/proxywall-linux-x64, built by build.ts when missing. When it
+ * is older than the sources it would not measure this checkout, so a fresh one is built into the
+ * temporary directory instead. Without build.ts (or when it fails), a stand-in build.
+ */
+async function binary(tmp: string): Promise<{ cmd: string[]; note: string }> {
+  const haveBuildTs = existsSync(path.join(ROOT, "build.ts"));
+  const fresh = existsSync(DIST_BIN) && statSync(DIST_BIN).mtimeMs >= newestSource();
+  if (fresh) return { cmd: [DIST_BIN], note: "dist/proxywall-linux-x64 (existing, newer than src/)" };
+  if (haveBuildTs) {
+    const missing = !existsSync(DIST_BIN);
+    const outdir = missing ? path.join(ROOT, "dist") : tmp;
+    const p = Bun.spawnSync([BUN, "build.ts", "--target", "linux-x64", "--outdir", outdir], { cwd: ROOT, stdout: "ignore", stderr: "pipe" });
+    const bin = path.join(outdir, "proxywall-linux-x64");
+    if (p.exitCode === 0 && existsSync(bin)) {
+      return { cmd: [bin], note: missing ? "dist/proxywall-linux-x64 (built by build.ts)" : `${bin} (built by build.ts: dist/ is older than src/)` };
+    }
+    console.error(`bench: build.ts failed (exit ${p.exitCode}); using the stand-in build\n${p.stderr.toString().trim()}`);
+  }
+  const out = path.join(tmp, "pw-bench-bin");
+  const p = Bun.spawnSync([BUN, "build", "--compile", "--bytecode", "--format", "esm", "src/main.ts", "--outfile", out], {
+    cwd: ROOT,
+    stdout: "ignore",
+    stderr: "inherit",
+  });
+  if (p.exitCode !== 0) throw new Error("stand-in build failed");
+  return { cmd: [out], note: `${out} (stand-in: bun build --compile --bytecode --format esm, build.ts ${haveBuildTs ? "failed" : "missing"})` };
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(path.join(tmpdir(), "pw-bench-"));
+  const file = path.join(dir, "kernel.log");
+  const small = path.join(dir, "kernel-tenth.log");
+  try {
+    const tg = performance.now();
+    const bypass = await generate(file, LINES);
+    await generate(small, Math.max(1, Math.floor(LINES / 10)));
+    const mb = statSync(file).size / 1e6;
+    console.log(`input: ${fmt(LINES)} lines (${mb.toFixed(1)} MB), ${fmt(bypass)} bypass records, generated in ${((performance.now() - tg) / 1000).toFixed(1)} s`);
+
+    const bin = await binary(dir);
+    console.log(`binary: ${bin.note}`);
+    console.log(`pinning: ${TASKSET ? "taskset -c 0" : "none (taskset not found)"}`);
+
+    const contenders = [
+      { name: "compiled binary", cmd: bin.cmd },
+      { name: "bun src/main.ts", cmd: [BUN, "src/main.ts"] },
+    ];
+    const rows: string[][] = [["", "best lines/s", "median lines/s", "best s", "lines/CPU-s", "events", "peak RSS"]];
+    let binBest = 0;
+    let binRss = 0;
+    for (const c of contenders) {
+      const runs: Run[] = [];
+      for (let i = 0; i < RUNS; i++) runs.push(runOnce(c.cmd, file));
+      const rates = runs.map((r) => LINES / r.seconds);
+      const best = Math.max(...rates);
+      const rss = Math.max(...runs.map((r) => r.maxRss));
+      if (c === contenders[0]) [binBest, binRss] = [best, rss];
+      const events = runs[0]!.stats.events!;
+      if (runs.some((r) => r.stats.events !== events)) throw new Error(`${c.name}: event count differs between runs`);
+      if (events !== bypass) console.error(`bench: ${c.name} reported ${events} events, expected ${bypass}: ${JSON.stringify(runs[0]!.stats)}`);
+      rows.push([
+        c.name,
+        fmt(best),
+        fmt(median(rates)),
+        Math.min(...runs.map((r) => r.seconds)).toFixed(3),
+        fmt(LINES / Math.min(...runs.map((r) => r.cpuSeconds))),
+        fmt(events),
+        mib(rss),
+      ]);
+    }
+    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+    for (const r of rows) console.log(r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  "));
+
+    // Constant memory: after start-up the peak RSS must not grow with the input. A tenth of the
+    // input, the input, and three times the input through standard input.
+    const tenth = runOnce(bin.cmd, small);
+    const triple = await runStdin(bin.cmd, file, 3);
+    console.log(
+      `peak RSS (compiled binary): ${mib(tenth.maxRss)} on ${fmt(tenth.stats.lines!)} lines, ${mib(binRss)} on ${fmt(LINES)} lines, ` +
+        `${mib(triple.maxRss)} on ${fmt(triple.stats.lines!)} lines (stdin, ${fmt(triple.lines / triple.seconds)} lines/s)`,
+    );
+    console.log(`target ${fmt(TARGET_LINES_PER_S)} lines/s for the compiled binary (best of ${RUNS}): ${binBest >= TARGET_LINES_PER_S ? "met" : "NOT met"}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
