@@ -1,0 +1,449 @@
+// Shared by the sandbox benchmarks (bench/fastfail.ts, bench/setup.ts): running `proxywall run`
+// with a deadline, reading its event lines, quantiles, and making sure nothing is left behind.
+//
+// Every benchmark here uses its own state directory and address pool, so it never claims a subnet
+// another checkout's tests are using, and `proxywall gc` on that directory only ever touches what
+// a benchmark made.
+import { existsSync, readdirSync, rmSync, statSync } from "node:fs";
+import { join } from "node:path";
+
+export const ROOT = join(import.meta.dir, "..");
+export const BUN = process.execPath;
+export const SRC_MAIN = join(ROOT, "src/main.ts");
+export const STATE_DIR = "/run/proxywall-bench";
+export const POOL = "10.203.0.0/16";
+
+/** proxywall from source, or a compiled binary: the argv that precedes the subcommand. */
+export type Proxywall = { name: string; argv: readonly string[] };
+export const FROM_SOURCE: Proxywall = { name: "bun src/main.ts", argv: [BUN, SRC_MAIN] };
+
+/** Exits (2) unless this can build sandboxes at all: Linux, root. */
+export function requireRootLinux(bench: string): void {
+  if (process.platform !== "linux") {
+    console.error(`${bench}: needs Linux (this is ${process.platform})`);
+    process.exit(2);
+  }
+  if (process.getuid?.() !== 0) {
+    console.error(`${bench}: needs root (it builds network namespaces and firewall rules)`);
+    process.exit(2);
+  }
+}
+
+/** Nearest rank: the p90 of 20 values is the 18th smallest, the p99 of 50 the largest. */
+export function quantile(values: readonly number[], q: number): number {
+  if (values.length === 0) return NaN;
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]!;
+}
+
+export function fmtMs(ms: number): string {
+  if (!Number.isFinite(ms)) return "-";
+  return ms >= 100 ? ms.toFixed(0) : ms >= 10 ? ms.toFixed(1) : ms >= 1 ? ms.toFixed(2) : ms.toFixed(3);
+}
+
+export function fmtRatio(r: number): string {
+  if (!Number.isFinite(r)) return "-";
+  return r >= 100 ? `${r.toFixed(0)}x` : r >= 10 ? `${r.toFixed(1)}x` : `${r.toFixed(2)}x`;
+}
+
+/** Pads columns of a table (first row the header) to equal widths; numbers right-aligned. */
+export function table(rows: readonly (readonly string[])[]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => (/^[-0-9.]+x?$/.test(c) && i > 0 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
+}
+
+export type Event = Record<string, unknown> & { event: string };
+
+/** The JSON event lines in proxywall's stderr (other lines, such as diagnostics, are skipped). */
+export function parseEvents(stderr: string): Event[] {
+  const out: Event[] = [];
+  for (const line of stderr.split("\n")) {
+    if (!line.startsWith("{")) continue;
+    try {
+      const e = JSON.parse(line) as unknown;
+      if (e && typeof e === "object" && typeof (e as Event).event === "string") out.push(e as Event);
+    } catch {}
+  }
+  return out;
+}
+
+export interface RunResult {
+  code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+  wallMs: number;
+  events: Event[];
+  timedOut: boolean;
+}
+
+/**
+ * Runs a command (a proxywall run) to its end, or to the deadline: then SIGTERM, which proxywall
+ * forwards to CMD and then tears the sandbox down; SIGKILL only if that takes over 15 s more.
+ */
+export async function runWithDeadline(
+  argv: readonly string[],
+  deadlineMs: number,
+  opts: { stdout?: "pipe" | "inherit"; env?: Record<string, string | undefined> } = {},
+): Promise<RunResult> {
+  const t0 = performance.now();
+  const p = Bun.spawn([...argv], { stdin: "ignore", stdout: opts.stdout ?? "pipe", stderr: "pipe", cwd: ROOT, env: { ...process.env, ...opts.env } });
+  let timedOut = false;
+  let killer: ReturnType<typeof setTimeout> | undefined;
+  const term = setTimeout(() => {
+    timedOut = true;
+    p.kill("SIGTERM");
+    killer = setTimeout(() => p.kill("SIGKILL"), 15_000);
+  }, deadlineMs);
+  try {
+    const [stdout, stderr] = await Promise.all([
+      p.stdout instanceof ReadableStream ? new Response(p.stdout).text() : Promise.resolve(""),
+      new Response(p.stderr).text(),
+      p.exited,
+    ]);
+    const wallMs = performance.now() - t0;
+    return { code: p.exitCode, signal: p.signalCode === null ? null : String(p.signalCode), stdout, stderr, wallMs, events: parseEvents(stderr), timedOut };
+  } finally {
+    clearTimeout(term);
+    if (killer) clearTimeout(killer);
+  }
+}
+
+/** `proxywall run` in the benchmark's own state directory and pool. */
+export function runArgv(pw: Proxywall, cmd: readonly string[], extra: readonly string[] = []): string[] {
+  return [...pw.argv, "run", "--state-dir", STATE_DIR, "--pool", POOL, ...extra, "--", ...cmd];
+}
+
+/** The namespaces and host-side links named in sandbox_ready events, and what of them still exists. */
+export class Leftovers {
+  private readonly netns = new Set<string>();
+  private readonly links = new Set<string>();
+
+  /** Remembers a namespace and link that some step created, to check for them later. */
+  track(netns: string | undefined, link: string | undefined): void {
+    if (netns) this.netns.add(netns);
+    if (link) this.links.add(link);
+  }
+
+  trackEvents(events: readonly Event[]): void {
+    for (const e of events) if (e.event === "sandbox_ready") this.track(e.netns as string, e.host_if as string);
+  }
+
+  /** Everything tracked that still exists, plus state files and claims in the state directory. */
+  remaining(): string[] {
+    const left: string[] = [];
+    for (const n of this.netns) if (existsSync(`/run/netns/${n}`)) left.push(`namespace ${n}`);
+    for (const l of this.links) if (existsSync(`/sys/class/net/${l}`)) left.push(`link ${l}`);
+    for (const f of stateFiles()) left.push(`state ${f}`);
+    return left;
+  }
+}
+
+/**
+ * Files in the benchmark state directory that stand for a sandbox (subnet claims, `<id>.json`
+ * state files, `<id>.nft` scratch files, half-written `.tmp`s); empty when none is left. Caches
+ * such as the per-boot `features.json` memo are not sandboxes and are not listed.
+ */
+export function stateFiles(): string[] {
+  if (!existsSync(STATE_DIR)) return [];
+  const out: string[] = [];
+  for (const name of readdirSync(STATE_DIR)) {
+    const p = join(STATE_DIR, name);
+    if (name === "claims" && statSync(p).isDirectory()) out.push(...readdirSync(p).map((c) => join(p, c)));
+    else if (/^[0-9a-f]{8}\./.test(name) || name.endsWith(".tmp")) out.push(p);
+  }
+  return out;
+}
+
+/**
+ * Final cleanup: `proxywall gc` on the benchmark state directory (removes sandboxes whose owner is
+ * gone, which after a crash or SIGKILL is all of them), then removes the directory itself, caches
+ * included, when no sandbox file is left in it. Returns a description of anything still there.
+ */
+export function cleanupState(leftovers: Leftovers): string[] {
+  if (existsSync(STATE_DIR) && stateFiles().length > 0) {
+    const gc = Bun.spawnSync([...FROM_SOURCE.argv, "gc", "--state-dir", STATE_DIR], { cwd: ROOT, stdout: "pipe", stderr: "pipe", timeout: 60_000 });
+    const said = (gc.stdout.toString() + gc.stderr.toString()).trim();
+    if (said) console.error(`cleanup: proxywall gc: ${said}`);
+  }
+  if (existsSync(STATE_DIR) && stateFiles().length === 0) rmSync(STATE_DIR, { recursive: true, force: true });
+  return leftovers.remaining();
+}
+
+/** A sandbox id-shaped random name part (8 hex digits), as proxywall makes them. */
+export function randomId(): string {
+  return Array.from(crypto.getRandomValues(new Uint8Array(4)), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// ---- live runs (bench/latency.ts, bench/attribution.ts, bench/flood.ts) -------------------------
+// These benchmarks read proxywall's lines while it runs, each stamped with the wall-clock time it
+// arrived, rather than after it exits; they use an address pool of their own.
+
+/** The address pool of the live benchmarks (fastfail and setup use POOL). */
+export const LIVE_POOL = "10.205.0.0/16";
+
+/**
+ * Wall-clock time (CLOCK_REALTIME, what python's time.time() reads) in ms with sub-ms precision:
+ * the time origin plus the monotonic clock, so it does not step within one run.
+ */
+export function wallMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/** `proxywall run` in the benchmark state directory and the given pool. */
+export function runArgvInPool(pw: Proxywall, pool: string, cmd: readonly string[], extra: readonly string[] = []): string[] {
+  return [...pw.argv, "run", "--state-dir", STATE_DIR, "--pool", pool, ...extra, "--", ...cmd];
+}
+
+/** A system binary by absolute path (/usr/bin first, so no pyenv shim or the like), or null. */
+export function systemTool(name: string): string | null {
+  for (const d of ["/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin"]) if (existsSync(`${d}/${name}`)) return `${d}/${name}`;
+  return Bun.which(name);
+}
+
+/** The network namespaces on this host whose names start with pw- (proxywall's), from `ip netns list`. */
+export function pwNamespaces(): string[] {
+  const ip = systemTool("ip");
+  if (!ip) return [];
+  const p = Bun.spawnSync([ip, "netns", "list"], { stdout: "pipe", stderr: "pipe", timeout: 10_000 });
+  return p.stdout
+    .toString()
+    .split("\n")
+    .map((l) => l.trim().split(/\s+/)[0] ?? "")
+    .filter((n) => n.startsWith("pw-"));
+}
+
+export interface LiveResult {
+  code: number | null;
+  signal: string | null;
+  wallMs: number;
+  timedOut: boolean;
+  /** Every JSON event line of proxywall's stderr, in order. */
+  events: Event[];
+  /** stderr lines that are not events (diagnostics), at most the last 200. */
+  diagnostics: string[];
+}
+
+export interface LiveRun {
+  readonly pid: number;
+  /** Resolves once proxywall has exited and both of its streams are read to the end. */
+  readonly done: Promise<LiveResult>;
+  /** Signals proxywall, which forwards SIGTERM/SIGINT to CMD and then removes the sandbox. */
+  kill(signal?: NodeJS.Signals): void;
+}
+
+const live = new Set<Bun.Subprocess>();
+let interruptedBy: string | null = null;
+
+/** The signal that interrupted the benchmark (a live run was stopped because of it), or null. */
+export function interrupted(): string | null {
+  return interruptedBy;
+}
+
+let handlersInstalled = false;
+/**
+ * On SIGINT/SIGTERM/SIGHUP the benchmark does not die at once: every live proxywall gets SIGTERM
+ * (it stops CMD and removes its sandbox), and the benchmark's own cleanup runs as its awaits end.
+ */
+function installInterruptHandlers(): void {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
+    process.on(sig, () => {
+      interruptedBy ??= sig;
+      console.error(`bench: ${sig}: stopping ${live.size} proxywall run(s), then cleaning up`);
+      for (const p of live) p.kill("SIGTERM");
+    });
+  }
+}
+
+/** Calls onLine for each line of the stream with the time its chunk arrived (wallMs). */
+async function readLines(stream: ReadableStream<Uint8Array>, onLine: (text: string, at: number) => void): Promise<void> {
+  const decoder = new TextDecoder();
+  let rest = "";
+  const reader = stream.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    const at = wallMs();
+    if (done) break;
+    const text = rest + decoder.decode(value, { stream: true });
+    let start = 0;
+    for (let nl = text.indexOf("\n"); nl >= 0; nl = text.indexOf("\n", start)) {
+      onLine(text.slice(start, nl), at);
+      start = nl + 1;
+    }
+    rest = text.slice(start);
+  }
+  rest += decoder.decode();
+  if (rest) onLine(rest, wallMs());
+}
+
+/**
+ * Starts a command (a `proxywall run`) with its stdout (CMD's, which proxywall passes through) and
+ * stderr (the event lines) read line by line as they arrive. At the deadline: SIGTERM, SIGKILL 15 s
+ * later. A callback that throws is reported and does not stop the reading.
+ */
+export function startLive(
+  argv: readonly string[],
+  opts: {
+    deadlineMs: number;
+    onEvent?: (e: Event, at: number) => void;
+    onStdoutLine?: (text: string, at: number) => void;
+  },
+): LiveRun {
+  installInterruptHandlers();
+  const t0 = performance.now();
+  const p = Bun.spawn([...argv], { stdin: "ignore", stdout: "pipe", stderr: "pipe", cwd: ROOT });
+  live.add(p);
+  if (interruptedBy) p.kill("SIGTERM");
+  let timedOut = false;
+  let killer: ReturnType<typeof setTimeout> | undefined;
+  const term = setTimeout(() => {
+    timedOut = true;
+    p.kill("SIGTERM");
+    killer = setTimeout(() => p.kill("SIGKILL"), 15_000);
+  }, opts.deadlineMs);
+  const events: Event[] = [];
+  const diagnostics: string[] = [];
+  const guard = (what: string, fn: () => void) => {
+    try {
+      fn();
+    } catch (e) {
+      console.error(`bench: ${what} callback failed: ${(e as Error).message}`);
+    }
+  };
+  const onErr = (text: string, at: number) => {
+    if (text.startsWith("{")) {
+      let e: unknown;
+      try {
+        e = JSON.parse(text);
+      } catch {}
+      if (e && typeof e === "object" && typeof (e as Event).event === "string") {
+        events.push(e as Event);
+        if (opts.onEvent) guard("event", () => opts.onEvent!(e as Event, at));
+        return;
+      }
+    }
+    if (text.trim()) {
+      diagnostics.push(text);
+      if (diagnostics.length > 200) diagnostics.shift();
+    }
+  };
+  const onOut = (text: string, at: number) => {
+    if (opts.onStdoutLine) guard("stdout", () => opts.onStdoutLine!(text, at));
+  };
+  const done = Promise.all([readLines(p.stdout, onOut), readLines(p.stderr, onErr), p.exited])
+    .then(() => ({
+      code: p.exitCode,
+      signal: p.signalCode === null ? null : String(p.signalCode),
+      wallMs: performance.now() - t0,
+      timedOut,
+      events,
+      diagnostics,
+    }))
+    .finally(() => {
+      clearTimeout(term);
+      if (killer) clearTimeout(killer);
+      live.delete(p);
+    });
+  return { pid: p.pid, done, kill: (signal = "SIGTERM") => p.kill(signal) };
+}
+
+/** What went wrong with a finished live run: deadline, exit code, cleanup problems; empty when nothing. */
+export function liveProblems(label: string, r: LiveResult, expectCode = 0): string[] {
+  const out: string[] = [];
+  if (r.timedOut) out.push(`${label}: hit its deadline and was stopped`);
+  if (r.code !== expectCode) out.push(`${label}: proxywall exited ${r.code}${r.signal ? ` (${r.signal})` : ""}, expected ${expectCode}`);
+  const closed = r.events.find((e) => e.event === "sandbox_closed");
+  if (!closed) out.push(`${label}: no sandbox_closed line`);
+  else if (Array.isArray(closed.cleanup) && closed.cleanup.length > 0) out.push(`${label}: cleanup problems: ${JSON.stringify(closed.cleanup)}`);
+  return out;
+}
+
+/** The compiled binary for this machine in dist/ (linux-x64 or linux-arm64, glibc). */
+export const DIST_BINARY = join(ROOT, `dist/proxywall-linux-${process.arch === "arm64" ? "arm64" : "x64"}`);
+
+/**
+ * The compiled proxywall when dist/ has one; with `build`, builds it first when it is missing
+ * (bun build.ts --target linux-x64|linux-arm64). Null when there is none and none was built.
+ */
+export function compiledProxywall(build: boolean): Proxywall | null {
+  if (!existsSync(DIST_BINARY) && build) {
+    const target = `linux-${process.arch === "arm64" ? "arm64" : "x64"}`;
+    console.error(`bench: ${DIST_BINARY} is missing, building it (bun build.ts --target ${target})`);
+    const b = Bun.spawnSync([BUN, "build.ts", "--target", target], { cwd: ROOT, stdout: "inherit", stderr: "inherit", timeout: 10 * 60_000 });
+    if (b.exitCode !== 0) throw new Error(`bun build.ts --target ${target} failed (exit ${b.exitCode})`);
+  }
+  return existsSync(DIST_BINARY) ? { name: `dist/${DIST_BINARY.split("/").pop()}`, argv: [DIST_BINARY] } : null;
+}
+
+/** A note when the compiled binary is older than the newest file in src/ (it may not be this code). */
+export function staleBinaryNote(pw: Proxywall): string | null {
+  if (pw.argv.length !== 1) return null;
+  const bin = statSync(pw.argv[0]!).mtimeMs;
+  let newest = 0;
+  const walk = (dir: string) => {
+    for (const name of readdirSync(dir)) {
+      const p = join(dir, name);
+      const st = statSync(p);
+      if (st.isDirectory()) walk(p);
+      else newest = Math.max(newest, st.mtimeMs);
+    }
+  };
+  walk(join(ROOT, "src"));
+  return newest > bin ? `note: ${pw.name} is older than the newest file in src/ (built ${new Date(bin).toISOString()}): it may not be the code in src/` : null;
+}
+
+/** Whether a failed run never got its sandbox because another sandbox holds the same address. */
+function collided(r: LiveResult): boolean {
+  return !r.events.some((e) => e.event === "sandbox_ready") && r.diagnostics.some((d) => /already in use|EADDRINUSE|File exists/.test(d));
+}
+
+/**
+ * startLive, retried while the sandbox cannot be built because another one (of another pool or
+ * state directory: proxywall derives the IPv6 /64 from the slot number alone, so slot 0 of every
+ * pool gets fd70:7077:a11::1) holds its address: every 3 s, for at most `retryForMs`. `onStart`
+ * sees each try's run (its pid). Returns the last try's result and how many tries it took.
+ */
+export async function runLive(
+  argv: readonly string[],
+  opts: Parameters<typeof startLive>[1] & { onStart?: (run: LiveRun) => void; retryForMs?: number },
+): Promise<{ result: LiveResult; tries: number }> {
+  const until = performance.now() + (opts.retryForMs ?? 120_000);
+  for (let tries = 1; ; tries++) {
+    const run = startLive(argv, opts);
+    opts.onStart?.(run);
+    const result = await run.done;
+    if (!collided(result) || interrupted() || performance.now() > until) return { result, tries };
+    console.error(`bench: the sandbox collided with another one's address (${result.diagnostics.find((d) => /in use|EADDRINUSE|File exists/.test(d))}); retrying in 3 s`);
+    await Bun.sleep(3000);
+  }
+}
+
+function ipv4Int(a: string): number {
+  return a.split(".").reduce((n, o) => n * 256 + Number(o), 0);
+}
+
+/**
+ * cleanupState, then what is left of this benchmark's own sandboxes only: the namespaces and
+ * links tracked, state files of the sandbox ids given, subnet claims inside `pool`. Other
+ * benchmarks' and tests' sandboxes may be alive in the same state directory at the same time.
+ */
+export function cleanupOwn(leftovers: Leftovers, ids: Iterable<string>, pool = LIVE_POOL): string[] {
+  const own = [...ids];
+  const [base, len] = pool.split("/") as [string, string];
+  const mask = Number(len) === 0 ? 0 : (0xffffffff << (32 - Number(len))) >>> 0;
+  const inPool = (a: string) => /^\d+\.\d+\.\d+\.\d+$/.test(a) && ((ipv4Int(a) & mask) >>> 0) === ((ipv4Int(base) & mask) >>> 0);
+  return cleanupState(leftovers).filter((l) => {
+    if (!l.startsWith("state ")) return true;
+    const name = l.slice(l.lastIndexOf("/") + 1);
+    return l.includes("/claims/") ? inPool(name) : own.some((id) => name.startsWith(`${id}.`));
+  });
+}
