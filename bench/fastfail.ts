@@ -6,8 +6,8 @@
 //   node_modules/.bin/bun bench/fastfail.ts [--n 50]
 //
 // Needs root. `proxywall run -- python3 WORKER` (state dir /run/proxywall-bench, pool
-// 10.203.0.0/16), so whatever a real run installs, hold chain and NFQUEUE listener included, is
-// what gets measured ("default"); then, where `run --monitor` exists, the same again with
+// 10.203.0.0/16, proxy port 3203), so whatever a real run installs, hold chain and NFQUEUE
+// listener included, is what gets measured ("default"); then, where `run --monitor` exists, the same again with
 // `--monitor off` (the fence alone: nothing listens on the hold queue, so "queue ... bypass"
 // passes each SYN straight on to the reject), to separate the fence from the hold's cost.
 // Inside each sandbox the worker (root in the namespace):
@@ -30,7 +30,7 @@
 import { mkdtempSync, rmSync, writeFileSync, chmodSync, existsSync } from "node:fs";
 import { tmpdir, release } from "node:os";
 import { join } from "node:path";
-import { cleanupState, fmtMs, fmtRatio, FROM_SOURCE, Leftovers, POOL, quantile, requireRootLinux, ROOT, runArgv, runWithDeadline, STATE_DIR, table, type Event, type RunResult } from "./support.ts";
+import { cleanupOwn, fmtMs, fmtRatio, FROM_SOURCE, Leftovers, POOL, quantile, requireRootLinux, ROOT, runArgv, runWithDeadline, STATE_DIR, table, type Event, type RunResult } from "./support.ts";
 
 const TARGET_MEDIAN_MS = 5;
 const RUN_DEADLINE_MS = 10 * 60_000;
@@ -407,9 +407,8 @@ async function main(): Promise<number> {
     const cfg = { n: N, timeout_s: 5, pace_s: 0.02, node, bash, node_script: files.node_script, bash_script: files.bash_script };
     console.error(`fastfail: ${runs.length} proxywall run(s) (${runs.map((r) => r.label).join(", ")}), ${N} attempts per client and family under each fence (ICMP: at least 5); about a minute each`);
     for (const r of runs) {
-      // A sandbox that could not be built (exit 3, before CMD ran) is tried again, at most 3 times:
-      // another checkout's sandbox in the same slot number holds the same IPv6 host address, and
-      // its proxy port with it, while it lives (EADDRINUSE).
+      // A sandbox that could not be built (exit 3, before CMD ran) is tried again, at most 3 times
+      // (another checkout's sandbox in the same slot number has the same IPv6 host address).
       let d = await oneRun(r.label, r.extra, python, files.worker, cfg, leftovers);
       for (let attempt = 2; attempt <= 3 && d.result.code === 3 && !d.ready; attempt++) {
         const why = d.result.stderr.split("\n").filter((l) => l.startsWith("proxywall: error")).slice(-1)[0] ?? "";
@@ -422,7 +421,8 @@ async function main(): Promise<number> {
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
-    const left = cleanupState(leftovers);
+    // Other benchmarks may have live sandboxes in the same state directory: report only ours.
+    const left = cleanupOwn(leftovers, leftovers.ids(), POOL);
     if (left.length > 0) console.error(`fastfail: LEFT BEHIND: ${left.join(", ")}`);
   }
 

@@ -12,6 +12,13 @@ export const BUN = process.execPath;
 export const SRC_MAIN = join(ROOT, "src/main.ts");
 export const STATE_DIR = "/run/proxywall-bench";
 export const POOL = "10.203.0.0/16";
+/**
+ * The proxy port of fastfail's and setup's sandboxes. proxywall derives a sandbox's IPv6 /64 from
+ * its slot number alone, so a sandbox in slot 0 of another pool (a test, another benchmark) has
+ * the same host address fd70:7077:a11::1; with the default port 3128 our proxy could not bind
+ * while that one lives (EADDRINUSE). Neither benchmark sends anything through the proxy.
+ */
+export const PROXY_PORT = "3203";
 
 /** proxywall from source, or a compiled binary: the argv that precedes the subcommand. */
 export type Proxywall = { name: string; argv: readonly string[] };
@@ -118,13 +125,14 @@ export async function runWithDeadline(
 
 /** `proxywall run` in the benchmark's own state directory and pool. */
 export function runArgv(pw: Proxywall, cmd: readonly string[], extra: readonly string[] = []): string[] {
-  return [...pw.argv, "run", "--state-dir", STATE_DIR, "--pool", POOL, ...extra, "--", ...cmd];
+  return [...pw.argv, "run", "--state-dir", STATE_DIR, "--pool", POOL, "--proxy-port", PROXY_PORT, ...extra, "--", ...cmd];
 }
 
 /** The namespaces and host-side links named in sandbox_ready events, and what of them still exists. */
 export class Leftovers {
   private readonly netns = new Set<string>();
   private readonly links = new Set<string>();
+  private readonly sandboxes = new Set<string>();
 
   /** Remembers a namespace and link that some step created, to check for them later. */
   track(netns: string | undefined, link: string | undefined): void {
@@ -133,7 +141,15 @@ export class Leftovers {
   }
 
   trackEvents(events: readonly Event[]): void {
-    for (const e of events) if (e.event === "sandbox_ready") this.track(e.netns as string, e.host_if as string);
+    for (const e of events) {
+      if (e.event === "sandbox_ready") this.track(e.netns as string, e.host_if as string);
+      if (typeof e.sandbox === "string" && /^[0-9a-f]{8}$/.test(e.sandbox)) this.sandboxes.add(e.sandbox);
+    }
+  }
+
+  /** The ids of the proxywall sandboxes seen in tracked events (for cleanupOwn). */
+  ids(): string[] {
+    return [...this.sandboxes];
   }
 
   /** Everything tracked that still exists, plus state files and claims in the state directory. */
