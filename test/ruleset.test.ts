@@ -144,8 +144,12 @@ describe("addresses and names", () => {
     const pool = parsePool("10.200.0.0/16");
     if (typeof pool === "string") throw new Error(pool);
     expect(pool.slots).toBe(16384);
-    expect(slotAddresses(pool, 0)).toMatchObject({ hostV4: "10.200.0.1", sandboxV4: "10.200.0.2", hostV6: "fd70:7077:a11::1", sandboxV6: "fd70:7077:a11::2" });
-    expect(slotAddresses(pool, 16383)).toMatchObject({ hostV4: "10.200.255.253", sandboxV4: "10.200.255.254", hostV6: "fd70:7077:a11:3fff::1" });
+    expect(slotAddresses(pool, 0)).toMatchObject({ hostV4: "10.200.0.1", sandboxV4: "10.200.0.2", hostV6: "fd70:7077:ac8::1", sandboxV6: "fd70:7077:ac8::2" });
+    expect(slotAddresses(pool, 16383)).toMatchObject({ hostV4: "10.200.255.253", sandboxV4: "10.200.255.254", hostV6: "fd70:7077:ac8:fffc::1" });
+    // The /64 follows the IPv4 /30, not the slot: slot 0 of another pool is another subnet.
+    const other = parsePool("10.201.0.0/16");
+    if (typeof other === "string") throw new Error(other);
+    expect(slotAddresses(other, 0).hostV6).toBe("fd70:7077:ac9::1");
     expect(() => slotAddresses(pool, 16384)).toThrow();
   });
 

@@ -3,8 +3,13 @@ import { sandboxLogPrefix } from "../kernel-log/log-prefix.ts";
 import { canonicalIPv6, intToIPv4, ipv4ToInt, isIPv4 } from "../net/ip-address.ts";
 
 export const DEFAULT_POOL = "10.200.0.0/16";
-/** ULA /48 for sandboxes ("pwall"); slot k gets the /64 fd70:7077:a11::/48 + k. */
-export const IPV6_PREFIX = "fd70:7077:a11";
+/**
+ * ULA /32 for sandboxes. A sandbox's /64 spells its IPv4 /30 network in its next 32 bits
+ * (10.200.0.4 -> fd70:7077:ac8:4::/64), so whatever pool or state dir a sandbox came from, two
+ * sandboxes never share an IPv6 subnet unless they share the IPv4 one, which the host route check
+ * and the claim files prevent.
+ */
+export const IPV6_PREFIX = "fd70:7077";
 
 export interface Pool {
   base: number;
@@ -40,7 +45,7 @@ export interface SandboxAddresses {
 export function slotAddresses(pool: Pool, slot: number): SandboxAddresses {
   if (slot < 0 || slot >= pool.slots) throw new RangeError(`slot ${slot} is outside pool ${pool.text}`);
   const net = pool.base + slot * 4;
-  const v6 = `${IPV6_PREFIX}:${slot.toString(16)}`;
+  const v6 = `${IPV6_PREFIX}:${(net >>> 16).toString(16)}:${(net & 0xffff).toString(16)}`;
   return {
     slot,
     hostV4: intToIPv4(net + 1),
