@@ -13,7 +13,7 @@ import type { Backend } from "../plan/sandbox-plan.ts";
 import { CAP_NET_ADMIN, CAP_SYS_ADMIN, effectiveCaps, hasCap } from "../sys/capabilities.ts";
 import { inNetns, netnsPath } from "../sys/netns.ts";
 import { findTool, startTool, toolError, type ToolResult } from "../sys/tools.ts";
-import { backendTools } from "./apply.ts";
+import { backendCandidates, type BackendChoice } from "./apply.ts";
 
 // ---------------------------------------------------------------------------------------------
 // The report, as data. `doctor --json` prints exactly one DoctorReport.
@@ -369,18 +369,6 @@ function fullRuleset(features: Features): Ruleset {
 
 const said = (r: ToolResult) => firstLine(r.stderr.split("\n").filter((l) => /error|fail|not|unknown|invalid/i.test(l)).join("\n") || r.stderr) || `exit ${r.code}`;
 
-interface BackendChoice {
-  backend: Backend;
-  tools: Record<string, string>;
-}
-
-/** The backends run would try, in its order: the one asked for, or nft then iptables, if installed. */
-function backendChoices(asked: Backend | undefined): BackendChoice[] {
-  return (asked ? [asked] : (["nft", "iptables"] as const)).flatMap((backend) => {
-    const tools = backendTools(backend);
-    return tools ? [{ backend, tools }] : [];
-  });
-}
 
 const label = (b: Backend) => (b === "nft" ? "nft" : "iptables-restore/ip6tables-restore");
 
@@ -528,7 +516,7 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport>
   const [ipCheck, nftCheck, v4Check, v6Check, usernsCheck] = await Promise.all([checkIp(), checkNft(), checkXtables("iptables"), checkXtables("ip6tables"), checkUserns()]);
   checks.push(ipCheck, nftCheck, v4Check, v6Check);
 
-  const candidates = backendChoices(opts.backend);
+  const candidates = backendCandidates(opts.backend);
   const ip = findTool("ip");
   const canTry = netAdmin && sysAdmin && ip !== null && ipCheck.status === "ok";
   const notTried = (why: string) => `not tried: ${why}`;
