@@ -1,7 +1,7 @@
 // `proxywall parse` as a user runs it: a subprocess on the fixture files and on standard input.
 // Every line it prints must be whole JSON, valid against the valibot schema and against the JSON
 // Schema that `proxywall schema` prints.
-import { beforeAll, describe, expect, test } from "bun:test";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -284,8 +284,8 @@ describe("proxywall parse: usage errors", () => {
   let dir: string;
   beforeAll(() => {
     dir = mkdtempSync(path.join(tmpdir(), "pw-parse-"));
-    return () => rmSync(dir, { recursive: true, force: true });
   });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   const usage = (r: Result) => {
     expect(r.code).toBe(2);
