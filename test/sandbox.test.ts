@@ -166,17 +166,19 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
       const lines = (await Bun.file(file).text()).trim().split("\n").map((l) => JSON.parse(l));
       expect(lines[0]).toEqual({ earlier: "line" });
       const events = lines.slice(1);
-      expect(events.map((e) => e.event)).toEqual(["degraded", "sandbox_ready", "sandbox_closed"]);
+      // The final bypass_totals (all zero here) comes before sandbox_closed.
+      expect(events.map((e) => e.event)).toEqual(["degraded", "sandbox_ready", "bypass_totals", "sandbox_closed"]);
       for (const e of events) v.parse(EventLine, e);
       expect(events[0].component).toBe("privileges");
       expect(events[1].degraded).toEqual(["privileges"]);
-      expect(events[2]).toMatchObject({ exit_code: 0, cmd_exit_code: 0, cmd_signal: null, cleanup: [] });
+      expect(events[2]).toMatchObject({ tcp: 0, udp: 0, other: 0, events: 0, final: true });
+      expect(events[3]).toMatchObject({ exit_code: 0, cmd_exit_code: 0, cmd_signal: null, cleanup: [] });
 
       const asNobody = await proxywall(["run", ...TEST_ARGS, "--user", "65534:65534", "--events", "fd:1", "--", "sh", "-c", "id -u >&2"]);
       expect(asNobody.code).toBe(0);
       expect(asNobody.stderr).toBe("65534\n");
       const ev = asNobody.stdout.trim().split("\n").map((l) => JSON.parse(l));
-      expect(ev.map((e) => e.event)).toEqual(["sandbox_ready", "sandbox_closed"]);
+      expect(ev.map((e) => e.event)).toEqual(["sandbox_ready", "bypass_totals", "sandbox_closed"]);
       expect(ev[0].degraded).toEqual([]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
