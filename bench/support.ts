@@ -4,7 +4,8 @@
 // Every benchmark here uses its own state directory and address pool, so it never claims a subnet
 // another checkout's tests are using, and `proxywall gc` on that directory only ever touches what
 // a benchmark made.
-import { existsSync, readdirSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 export const ROOT = join(import.meta.dir, "..");
@@ -385,19 +386,60 @@ export function liveProblems(label: string, r: LiveResult, expectCode = 0): stri
 
 /** The compiled binary for this machine in dist/ (linux-x64 or linux-arm64, glibc). */
 export const DIST_BINARY = join(ROOT, `dist/proxywall-linux-${process.arch === "arm64" ? "arm64" : "x64"}`);
+const DIST_TARGET = `linux-${process.arch === "arm64" ? "arm64" : "x64"}`;
+
+/** Whether a proxywall binary has `run` with the options the live benchmarks use. */
+function hasRun(bin: string): boolean {
+  const p = Bun.spawnSync([bin, "run", "--help"], { stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: 30_000 });
+  const text = p.stdout.toString() + p.stderr.toString();
+  return p.exitCode === 0 && text.includes("--events") && text.includes("--summary-interval");
+}
+
+function buildInto(outdir: string | null): void {
+  const args = [BUN, "build.ts", "--target", DIST_TARGET, ...(outdir ? ["--outdir", outdir] : [])];
+  console.error(`bench: building: ${args.slice(1).join(" ")}`);
+  const b = Bun.spawnSync(args, { cwd: ROOT, stdout: "inherit", stderr: "inherit", timeout: 10 * 60_000 });
+  if (b.exitCode !== 0) throw new Error(`bun build.ts --target ${DIST_TARGET} failed (exit ${b.exitCode})`);
+}
+
+export interface Compiled {
+  /** The binary to run, or null (none, or a stale one and no build asked for). */
+  pw: Proxywall | null;
+  /** What the benchmark should say about it (stale, built where), if anything. */
+  note: string | null;
+  /** Removes a binary built into a temporary directory. */
+  cleanup(): void;
+}
 
 /**
- * The compiled proxywall when dist/ has one; with `build`, builds it first when it is missing
- * (bun build.ts --target linux-x64|linux-arm64). Null when there is none and none was built.
+ * The compiled proxywall. dist/'s binary when it exists and has `run`; with `build`, a missing one
+ * is built into dist/ (bun build.ts --target linux-x64), and one in dist/ that predates `run` is
+ * left alone and a fresh one is built into a temporary directory instead.
  */
-export function compiledProxywall(build: boolean): Proxywall | null {
-  if (!existsSync(DIST_BINARY) && build) {
-    const target = `linux-${process.arch === "arm64" ? "arm64" : "x64"}`;
-    console.error(`bench: ${DIST_BINARY} is missing, building it (bun build.ts --target ${target})`);
-    const b = Bun.spawnSync([BUN, "build.ts", "--target", target], { cwd: ROOT, stdout: "inherit", stderr: "inherit", timeout: 10 * 60_000 });
-    if (b.exitCode !== 0) throw new Error(`bun build.ts --target ${target} failed (exit ${b.exitCode})`);
+export function compiledProxywall(build: boolean): Compiled {
+  const none = () => {};
+  const name = `dist/${DIST_BINARY.split("/").pop()}`;
+  if (!existsSync(DIST_BINARY)) {
+    if (!build) return { pw: null, note: null, cleanup: none };
+    buildInto(null);
+    return { pw: { name, argv: [DIST_BINARY] }, note: `built ${name} from this checkout`, cleanup: none };
   }
-  return existsSync(DIST_BINARY) ? { name: `dist/${DIST_BINARY.split("/").pop()}`, argv: [DIST_BINARY] } : null;
+  if (hasRun(DIST_BINARY)) return { pw: { name, argv: [DIST_BINARY] }, note: staleBinaryNote({ name, argv: [DIST_BINARY] }), cleanup: none };
+  const stale = `${name} is stale (its \`run\` lacks --events or --summary-interval)`;
+  if (!build) return { pw: null, note: `${stale}: not run; pass --compiled to build a fresh binary into a temporary directory`, cleanup: none };
+  const dir = mkdtempSync(join(tmpdir(), "proxywall-bench-build-"));
+  try {
+    buildInto(dir);
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  }
+  const bin = join(dir, `proxywall-${DIST_TARGET}`);
+  return {
+    pw: { name: `compiled (fresh, proxywall-${DIST_TARGET})`, argv: [bin] },
+    note: `${stale}; built a fresh one from this checkout into ${dir} (removed afterwards)`,
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
 }
 
 /** A note when the compiled binary is older than the newest file in src/ (it may not be this code). */
@@ -424,9 +466,10 @@ function collided(r: LiveResult): boolean {
 
 /**
  * startLive, retried while the sandbox cannot be built because another one (of another pool or
- * state directory: proxywall derives the IPv6 /64 from the slot number alone, so slot 0 of every
- * pool gets fd70:7077:a11::1) holds its address: every 3 s, for at most `retryForMs`. `onStart`
- * sees each try's run (its pid). Returns the last try's result and how many tries it took.
+ * state directory) holds its address: every 3 s, for at most `retryForMs`. (Before 4fdb80a the
+ * IPv6 /64 followed the slot number alone, so slot 0 of every pool got fd70:7077:a11::1 and the
+ * second proxy could not bind.) `onStart` sees each try's run (its pid). Returns the last try's
+ * result and how many tries it took.
  */
 export async function runLive(
   argv: readonly string[],
@@ -462,4 +505,13 @@ export function cleanupOwn(leftovers: Leftovers, ids: Iterable<string>, pool = L
     const name = l.slice(l.lastIndexOf("/") + 1);
     return l.includes("/claims/") ? inPool(name) : own.some((id) => name.startsWith(`${id}.`));
   });
+}
+
+/** `ip netns list | grep pw-` after a benchmark, telling its own sandboxes' namespaces from others'. */
+export function namespacesNote(ownIds: Iterable<string>): string {
+  const own = new Set([...ownIds].map((id) => `pw-${id}`));
+  const ns = pwNamespaces();
+  const mine = ns.filter((n) => own.has(n));
+  if (ns.length === 0) return "pw- namespaces on this host afterwards: none";
+  return `pw- namespaces on this host afterwards: ${mine.length > 0 ? `THIS BENCHMARK'S: ${mine.join(" ")}` : "none of this benchmark's"}${ns.length > mine.length ? `; others' (tests or benchmarks running at the same time): ${ns.filter((n) => !own.has(n)).join(" ")}` : ""}`;
 }
