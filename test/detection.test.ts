@@ -389,10 +389,8 @@ describePrivileged("bypass detection (real kernel, real clients)", () => {
     for (const r of [clean, bypass, failed]) expectValid(r.events);
   });
 
-  // BUG (src/sandbox/session.ts, runSandbox): `return code` in the try block is evaluated before the
-  // finally block sets `code = EXIT.bypass`, and the finally has no return of its own, so the
-  // process exits with CMD's 0 although sandbox_closed.exit_code says 4.
-  test.todo("BUG --fail-on-bypass: CMD exits 0 after a bypass -> proxywall must exit 4 (it exits 0; sandbox_closed says 4)", async () => {
+  // Was a bug: the exit code was taken before teardown decided on --fail-on-bypass.
+  test("--fail-on-bypass: CMD exits 0 after a bypass -> proxywall exits 4", async () => {
     const bypass = await runOuter(["--fail-on-bypass", "--", "sh", "-c", `${FAIL_CURL}; exit 0`]);
     expect(eventsOf(bypass.events, "sandbox_closed")[0]?.exit_code).toBe(EXIT.bypass);
     expect(bypass.code).toBe(EXIT.bypass);
@@ -492,11 +490,8 @@ describePrivileged("bypass detection (real kernel, real clients)", () => {
     expect(readFileSync(SYSCTL, "utf8").trim()).toBe(original);
   });
 
-  // BUG (src/sandbox/session.ts + src/monitor/kmsg-source.ts): the final summary is taken as soon
-  // as CMD exits, without draining the source; /dev/kmsg is polled every 50 ms (and dmesg is a
-  // pipe), so a bypass made just before CMD exits is written as bypass_detect after the final
-  // bypass_summary, which then misses it (bypass_totals.events counts it). About 1 run in 4.
-  test.todo("BUG --monitor kmsg/dmesg: the final bypass_summary misses an attempt made just before CMD exits", async () => {
+  // Was a bug: the final summary did not wait for the kernel-log source to deliver the last record.
+  test("--monitor kmsg/dmesg: the final bypass_summary counts an attempt made just before CMD exits", async () => {
     const original = readFileSync(SYSCTL, "utf8").trim();
     try {
       writeFileSync(SYSCTL, "1");
@@ -533,12 +528,9 @@ describePrivileged("bypass detection (real kernel, real clients)", () => {
     }
   });
 
-  // BUG (src/sandbox/state.ts selfOwner/ownerAlive, used by src/sandbox/gc.ts): the owner of a
-  // sandbox is a pid and start time as seen in the owner's own PID namespace. A proxywall in
-  // another PID namespace (a container, `unshare --pid --mount-proc`, PID-1 mode) that shares the
-  // state dir finds no such process, calls the live sandbox stale and removes its namespace, veth
-  // and claim; it then takes the same /30 and fails with EADDRINUSE on the proxy still listening.
-  test.todo("BUG a proxywall in another PID namespace must not remove a live sandbox of the same state dir as stale", async () => {
+  // Was a bug: liveness was a pid, which means nothing from another PID namespace; it is now the
+  // flock the owner holds on its claim.
+  test("a proxywall in another PID namespace does not remove a live sandbox of the same state dir", async () => {
     const outer = addNetns("pwouter");
     const first = background(["ip", "netns", "exec", outer, process.execPath, MAIN, "run", ...ARGS, "--", "sleep", "20"]);
     try {

@@ -325,6 +325,66 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
     expect(hostSnapshot()).toEqual(before);
   });
 
+  test("fail closed: when the rejects cannot be installed CMD never starts, exit 3; --allow-degraded runs it loudly", async () => {
+    // Firewall tools that refuse everything, found first on PATH: the fence cannot be installed.
+    const fake = mkdtempSync(join(tmpdir(), "pw-faketools-"));
+    const stateDir = "/run/proxywall-test-fence";
+    try {
+      for (const tool of ["nft", "iptables-restore", "ip6tables-restore"]) {
+        writeFileSync(join(fake, tool), `#!/bin/sh\necho "${tool}: Operation not supported (fake)" >&2\nexit 1\n`, { mode: 0o755 });
+      }
+      const env = { PATH: `${fake}:${process.env.PATH}` };
+      const args = ["run", "--state-dir", stateDir, "--pool", "10.206.0.0/16"];
+      const before = hostSnapshot();
+      const r = await proxywall([...args, "--", "sh", "-c", "echo CMD-RAN"], { env });
+      expect(r.code).toBe(3);
+      expect(r.stdout).toBe("");
+      expect(r.text.some((l) => l.includes("cannot build the sandbox") && l.includes("fake"))).toBe(true);
+      expect(eventsOf(r.events, "sandbox_ready")).toEqual([]);
+      expect(eventsOf(r.events, "sandbox_closed")[0]).toMatchObject({ exit_code: 3, cleanup: [] });
+      expect(hostSnapshot()).toEqual(before);
+
+      const d = await proxywall([...args, "--allow-degraded", "--", "sh", "-c", "echo CMD-RAN"], { env });
+      expect(d.code).toBe(0);
+      expect(d.stdout).toBe("CMD-RAN\n");
+      const fence = eventsOf(d.events, "degraded").find((e) => e.component === "fence");
+      expect(fence?.missing).toContain("firewall rules could not be installed");
+      expect(eventsOf(d.events, "sandbox_ready")[0]).toMatchObject({ backend: null, detection: "off" });
+      expect(hostSnapshot()).toEqual(before);
+    } finally {
+      rmSync(fake, { recursive: true, force: true });
+      await proxywall(["gc", "--state-dir", stateDir]);
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
+
+  test("--external-proxy: no built-in proxy; the user's proxy on the host side is the way out", async () => {
+    const { startProxy } = await import("../src/proxy/http-proxy.ts");
+    const theirs = await startProxy({ listen: [{ host: "0.0.0.0", port: 0 }], sandbox: "external", onEvent: () => {} });
+    try {
+      const script = `curl -sS -m 10 "http://$(ip route show default | cut -d' ' -f3):${web.port}/via/external"`;
+      const r = await proxywall(["run", ...TEST_ARGS, "--external-proxy", String(theirs.ports[0]), "--", "sh", "-c", script]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toBe("origin saw /via/external\n");
+      expect(eventsOf(r.events, "sandbox_ready")[0]!.proxy).toMatchObject({ builtin: false, port: theirs.ports[0] });
+      expect(eventsOf(r.events, "proxy_connect")).toEqual([]);
+    } finally {
+      await theirs.close();
+    }
+  });
+
+  test("as PID 1, proxywall reaps orphaned grandchildren: no zombies", async () => {
+    // CMD leaves two orphans that exit while it still runs; they are re-parented to PID 1.
+    const script = "(sleep 0.2 &); (sleep 0.3 &); sleep 1; ps -eo stat= | grep -c '^Z' || true";
+    const p = Bun.spawn(["unshare", "--pid", "--fork", "--mount-proc", process.execPath, MAIN, "run", ...TEST_ARGS, "--", "sh", "-c", script], {
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [out, code] = await Promise.all([new Response(p.stdout).text(), p.exited]);
+    expect(code).toBe(0);
+    expect(out.trim()).toBe("0");
+  });
+
   test("run --dry-run prints the plan and changes nothing", async () => {
     const before = hostSnapshot();
     const r = await proxywall(["run", ...TEST_ARGS, "--dry-run", "--", "true"]);

@@ -13,7 +13,7 @@ export default defineCommand({
   },
   run({ args }) {
     const o = validate(v.object({ stateDir: v.pipe(v.string(), v.regex(/^\//, "must be an absolute path")) }), { stateDir: args["state-dir"] });
-    const rows = listStates(o.stateDir).flatMap((s) => (s.state ? [{ ...s.state, alive: ownerAlive(s.state.owner) }] : []));
+    const rows = listStates(o.stateDir).flatMap((s) => (s.state ? [{ ...s.state, alive: ownerAlive(s.state) }] : []));
     if (args.json) {
       for (const r of rows) console.log(JSON.stringify(r));
       return EXIT.ok;

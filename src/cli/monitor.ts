@@ -104,15 +104,16 @@ export default defineCommand({
     watch.logRulesInstalled({ log: true });
     diag.info(`watching ${label} with ${watch.source} (log rules by ${attached.backend}); stop with Ctrl-C`);
 
-    const summarize = (final: boolean) => {
+    const summarize = async (final: boolean) => {
+      if (final) await watch.drain();
       for (const line of watch.summary.lines(label, final)) emit(line);
     };
-    const timer = o.summaryInterval > 0 ? setInterval(() => summarize(false), o.summaryInterval * 1000) : null;
+    const timer = o.summaryInterval > 0 ? setInterval(() => void summarize(false), o.summaryInterval * 1000) : null;
     const signal = await new Promise<NodeJS.Signals>((resolve) => {
       for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.once(s, () => resolve(s));
     });
     if (timer) clearInterval(timer);
-    summarize(true);
+    await summarize(true);
     const left = await attached.remove();
     await watch.close();
     if (left) {

@@ -5,9 +5,19 @@ import { ancestors, processFacts } from "./process-info.ts";
 import { findSockets, NamespaceProcesses, socketHolders, type SocketEntry, type SocketKey } from "./procfs-sockets.ts";
 import { SockDiag } from "./sock-diag.ts";
 
+/**
+ * Attribution runs on the event loop the built-in proxy shares, and a held SYN waits for it. Under
+ * a flood it gets at most this share of each window; attempts beyond it are reported without a
+ * process (and still counted exactly in bypass_totals) so that the proxy and the verdicts keep up.
+ */
+const WINDOW_MS = 100;
+const BUDGET_MS = 25;
+
 export class Attributor {
   private readonly procs: NamespaceProcesses;
   private diag: SockDiag | null = null;
+  private windowStart = 0;
+  private spent = 0;
 
   /** `cmdPid` ends the ancestor chains (null while CMD has not started). */
   constructor(
@@ -39,6 +49,22 @@ export class Attributor {
   }
 
   attribute(key: SocketKey, held: boolean): Exclude<ProcessInfo, null> {
+    const t0 = performance.now();
+    if (t0 - this.windowStart > WINDOW_MS) {
+      this.windowStart = t0;
+      this.spent = 0;
+    }
+    if (this.spent > BUDGET_MS) {
+      return { resolved: false, why: "not looked up: attempts came faster than proxywall attributes them (a flood); bypass_totals still counts every one" };
+    }
+    try {
+      return this.lookup(key, held);
+    } finally {
+      this.spent += performance.now() - t0;
+    }
+  }
+
+  private lookup(key: SocketKey, held: boolean): Exclude<ProcessInfo, null> {
     const pids = this.procs.pids();
     if (pids.length === 0) return { resolved: false, why: "no process is left in the sandbox" };
     const sockets = this.sockets(pids[0]!, key);

@@ -2,7 +2,7 @@
 // history replay), and `dmesg --follow-new` as the last resort. Both deliver lines of text for
 // the kernel-log parser. They see sandbox packets only where the kernel writes LOG lines from
 // other namespaces (initial namespace with net.netfilter.nf_log_all_netns = 1).
-import { closeSync, constants, existsSync, openSync, readFileSync } from "node:fs";
+import { closeSync, constants, existsSync, openSync, readFileSync, readSync } from "node:fs";
 import { dlopen, FFIType } from "bun:ffi";
 import { findTool, ownChildren } from "../sys/tools.ts";
 
@@ -37,6 +37,8 @@ export function kmsgUsable(): Usability {
 
 export interface LineSource {
   stats: { lost: number };
+  /** Delivers what the kernel has written but the reader has not picked up yet. */
+  drain(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -75,6 +77,25 @@ export function openKmsg(onText: (text: string) => void): LineSource {
   })();
   return {
     stats,
+    async drain() {
+      // The stream polls; a record written just before CMD exited may still wait in the kernel.
+      const buf = Buffer.alloc(8192);
+      for (let i = 0; i < 10_000; i++) {
+        let n: number;
+        try {
+          n = readSync(fd, buf, 0, buf.length, null);
+        } catch (e) {
+          const code = (e as NodeJS.ErrnoException).code;
+          if (code === "EPIPE") {
+            stats.lost++;
+            continue;
+          }
+          break; // EAGAIN: nothing more
+        }
+        if (n <= 0) break;
+        onText(decoder.decode(buf.subarray(0, n), { stream: true }));
+      }
+    },
     async close() {
       stopped = true;
       await reader?.cancel().catch(() => {});
@@ -101,6 +122,10 @@ export function openDmesg(onText: (text: string) => void, onEnd: (why: string) =
   })();
   return {
     stats: { lost: 0 },
+    async drain() {
+      // dmesg forwards what the kernel wrote within its own poll; give it that moment.
+      await Bun.sleep(100);
+    },
     async close() {
       stopped = true;
       p.kill();

@@ -76,11 +76,26 @@ export function findSockets(pid: number, key: SocketKey): SocketEntry[] {
   return found;
 }
 
-/** Pids (among `pids`) with an fd open on one of the socket inodes. */
-export function socketHolders(pids: Iterable<number>, inodes: readonly number[]): number[] {
+function parentOf(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Pids (among `pids`, newest first) with an fd open on one of the socket inodes. Reading every fd
+ * of every process is what costs; so once one holder is found, only its relatives are searched
+ * further (a socket is shared by fork(), between parent and child).
+ */
+export function socketHolders(pids: readonly number[], inodes: readonly number[]): number[] {
   const wanted = new Set(inodes.map((i) => `socket:[${i}]`));
   const holders: number[] = [];
+  let related: ((pid: number) => boolean) | null = null;
   for (const pid of pids) {
+    if (related && !related(pid)) continue;
     let fds: string[];
     try {
       fds = readdirSync(`/proc/${pid}/fd`);
@@ -91,6 +106,11 @@ export function socketHolders(pids: Iterable<number>, inodes: readonly number[])
       try {
         if (wanted.has(readlinkSync(`/proc/${pid}/fd/${fd}`))) {
           holders.push(pid);
+          if (!related) {
+            const first: number = pid;
+            const parent = parentOf(first);
+            related = (p: number): boolean => p === parent || parentOf(p) === first;
+          }
           break;
         }
       } catch {}

@@ -215,6 +215,13 @@ export class Watch {
     }
   }
 
+  /** Lets reports of the last attempts arrive before a final summary is written. */
+  async drain(): Promise<void> {
+    if (this.lines) await this.lines.drain();
+    // Netlink messages already queued are read on the next turns of the event loop.
+    else if (this.nflog || this.nfqueue) await Bun.sleep(10);
+  }
+
   /** Rejected packets since CMD started, from the rule counters; null when unreadable. */
   async totals(): Promise<RejectTotals | null> {
     if (!this.backend) return null;

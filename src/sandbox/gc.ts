@@ -35,7 +35,7 @@ export async function collectGarbage(stateDir: string): Promise<GcReport> {
       report.problems.push(`${s.path}: not a proxywall state file (${s.problem}); left alone`);
       continue;
     }
-    if (ownerAlive(s.state.owner)) {
+    if (ownerAlive(s.state)) {
       live.add(s.state.id);
       continue;
     }

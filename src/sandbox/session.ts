@@ -18,7 +18,7 @@ import { ownChildren } from "../sys/tools.ts";
 import { EXIT } from "../cli/exit-codes.ts";
 import { applyFence, applyNetwork, backendCandidates, removeNetwork, SetupError } from "./apply.ts";
 import { collectGarbage } from "./gc.ts";
-import { claimSlot, ensureStateDir, featureMemo, removeFile, removeState, selfOwner, writeState } from "./state.ts";
+import { claimSlot, ensureStateDir, featureMemo, releaseClaim, removeState, selfOwner, writeState } from "./state.ts";
 
 export interface RunConfig {
   cmd: string[];
@@ -124,7 +124,7 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
     }
     const claim = claimSlot(cfg.stateDir, cfg.pool, id);
     if (!claim) throw new SetupError(`address pool ${cfg.pool.text} is exhausted (every /30 is in use by a sandbox or a host route): pass a larger --pool`);
-    undo.push({ what: "subnet claim", record: true, fn: () => removeFile(claim.path) });
+    undo.push({ what: "subnet claim", record: true, fn: () => releaseClaim(claim) });
 
     let config: SandboxConfig = {
       id,
@@ -258,6 +258,7 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
     emit(ready);
     const summarize = async (final: boolean) => {
       if (!watch || watch.source === "off") return;
+      if (final) await watch.drain();
       for (const line of watch.summary.lines(id, final)) emit(line);
       const t = await watch.totals();
       emit({ v: 1, event: "bypass_totals", ts: nowTs(), sandbox: id, tcp: t?.tcp ?? null, udp: t?.udp ?? null, other: t?.other ?? null, events: watch.summary.events, lost: watch.lost, final });
@@ -288,14 +289,14 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
       const notFound = err.code === "ENOENT" || /no such file|not found/i.test(err.message);
       diag.error(`cannot run ${cfg.cmd[0]}: ${notFound ? "command not found" : err.code === "EACCES" ? "permission denied" : err.message}`);
       code = notFound ? 127 : 126;
-      return code;
     }
-    await child.exited;
-    cmdExit = child.exitCode;
-    const sc = child.signalCode;
-    cmdSignal = typeof sc === "number" ? (Object.entries(constants.signals).find(([, n]) => n === sc)?.[0] ?? String(sc)) : sc;
-    code = cmdSignal ? signalExit(cmdSignal) : (cmdExit ?? EXIT.failure);
-    return code;
+    if (child) {
+      await child.exited;
+      cmdExit = child.exitCode;
+      const sc = child.signalCode;
+      cmdSignal = typeof sc === "number" ? (Object.entries(constants.signals).find(([, n]) => n === sc)?.[0] ?? String(sc)) : sc;
+      code = cmdSignal ? signalExit(cmdSignal) : (cmdExit ?? EXIT.failure);
+    }
   } catch (e) {
     if (e instanceof Aborted) {
       code = signalExit(e.signal);
@@ -307,7 +308,6 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
       code = EXIT.failure;
       diag.error(e as Error);
     }
-    return code;
   } finally {
     const left: string[] = [];
     for (const step of undo.reverse()) {
@@ -338,4 +338,6 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
       cleanup: left,
     });
   }
+  // Here, not inside try: teardown (--fail-on-bypass) may still change the code.
+  return code;
 }

@@ -1,17 +1,22 @@
 // Live sandboxes on this host, as files: a state file per sandbox with all its removal needs, and
-// a claim file per /30 in use. A claim is created with O_EXCL, so two proxywalls racing for a
-// subnet cannot both win: the file system is the lock, and it outlives no reboot (/run is tmpfs).
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
+// a claim file per /30 in use. A claim comes into being with link(2), which fails when the name
+// exists, so two proxywalls racing for a subnet cannot both win; /run is tmpfs, so no claim
+// outlives a reboot. The owner holds an flock on its claim for as long as it lives: that, not a
+// pid, tells whether a sandbox's owner is alive. A pid means nothing from another PID namespace
+// (a containerised proxywall and one on the host share /run/proxywall), a lock does.
+import { closeSync, constants, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
 import { release } from "node:os";
 import type { FeatureMemo } from "./apply.ts";
 import type { Features } from "../plan/ruleset.ts";
 import * as v from "valibot";
 import { slotAddresses, type Pool, type SandboxAddresses } from "../plan/addresses.ts";
 import { ipv4ToInt } from "../net/ip-address.ts";
-import { processStartTime, sameProcessAlive } from "../sys/procfs.ts";
+import { processStartTime } from "../sys/procfs.ts";
+import { tryLock } from "../sys/flock.ts";
 
 export const DEFAULT_STATE_DIR = "/run/proxywall";
 
+/** Who made the sandbox, for people (ls); liveness is the claim's lock. */
 const Owner = v.object({ pid: v.pipe(v.number(), v.integer(), v.minValue(1)), start: v.string() });
 
 export const SandboxState = v.object({
@@ -37,8 +42,23 @@ export function selfOwner(): v.InferOutput<typeof Owner> {
   return { pid: process.pid, start: processStartTime(process.pid) ?? "" };
 }
 
-export function ownerAlive(owner: v.InferOutput<typeof Owner>): boolean {
-  return sameProcessAlive(owner.pid, owner.start);
+/** Whether the process that claimed `claimPath` still lives (it holds the claim's lock). */
+export function claimHeld(claimPath: string): boolean {
+  let fd: number;
+  try {
+    fd = openSync(claimPath, constants.O_RDONLY | O_CLOEXEC);
+  } catch {
+    return false;
+  }
+  try {
+    return !tryLock(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export function ownerAlive(state: SandboxState): boolean {
+  return claimHeld(state.claim);
 }
 
 export function ensureStateDir(dir: string): void {
@@ -101,6 +121,16 @@ export function listStates(dir: string): ListedState[] {
 export interface Claim {
   path: string;
   addrs: SandboxAddresses;
+  /** Open (close-on-exec) and locked for as long as this process owns the subnet. */
+  fd: number;
+}
+
+const O_CLOEXEC = 0o2000000;
+
+/** Gives up a claim: the name goes first, then the lock. */
+export function releaseClaim(claim: Claim): void {
+  removeFile(claim.path);
+  closeSync(claim.fd);
 }
 
 /** A claim file names its owner, so gc can free the subnet of a sandbox that died before its state file was written. */
@@ -127,27 +157,34 @@ function hostRoutes(): { net: number; mask: number }[] {
 
 export function claimSlot(dir: string, pool: Pool, id: string): Claim | null {
   const routes = hostRoutes();
-  const owner = JSON.stringify({ id, owner: selfOwner() });
-  for (let slot = 0; slot < pool.slots; slot++) {
-    const addrs = slotAddresses(pool, slot);
-    const net = ipv4ToInt(addrs.hostV4) - 1;
-    if (routes.some((r) => ((net & r.mask) >>> 0 === r.net || ((r.net & 0xfffffffc) >>> 0) === net))) continue;
-    const path = `${dir}/claims/${addrs.hostV4.replace(/\.\d+$/, `.${net & 255}`)}`;
-    let fd: number;
-    try {
-      fd = openSync(path, "wx", 0o600);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "EEXIST") continue;
-      throw e;
+  // Written and locked under a private name first, then linked into place: a claim is never seen
+  // unlocked or half-written.
+  const tmp = `${dir}/claims/.${id}`;
+  const fd = openSync(tmp, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | O_CLOEXEC, 0o600);
+  try {
+    if (!tryLock(fd)) throw new Error(`cannot lock ${tmp}`);
+    writeSync(fd, JSON.stringify({ id, owner: selfOwner() }));
+    for (let slot = 0; slot < pool.slots; slot++) {
+      const addrs = slotAddresses(pool, slot);
+      const net = ipv4ToInt(addrs.hostV4) - 1;
+      if (routes.some((r) => ((net & r.mask) >>> 0 === r.net || ((r.net & 0xfffffffc) >>> 0) === net))) continue;
+      const path = `${dir}/claims/${addrs.hostV4.replace(/\.\d+$/, `.${net & 255}`)}`;
+      try {
+        linkSync(tmp, path);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === "EEXIST") continue;
+        throw e;
+      }
+      return { path, addrs, fd };
     }
-    try {
-      writeSync(fd, owner);
-    } finally {
-      closeSync(fd);
-    }
-    return { path, addrs };
+    closeSync(fd);
+    return null;
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  } finally {
+    removeFile(tmp);
   }
-  return null;
 }
 
 export interface ListedClaim {
@@ -163,18 +200,13 @@ export function listClaims(dir: string): ListedClaim[] {
   } catch {
     return [];
   }
-  return names.map((n) => {
+  return names.filter((n) => !n.startsWith(".")).map((n) => {
     const path = `${dir}/claims/${n}`;
+    const alive = claimHeld(path);
     try {
-      const c = v.parse(ClaimFile, JSON.parse(readFileSync(path, "utf8")));
-      return { path, id: c.id, alive: ownerAlive(c.owner) };
+      return { path, id: v.parse(ClaimFile, JSON.parse(readFileSync(path, "utf8"))).id, alive };
     } catch {
-      // Unreadable: its owner is between create and write (microseconds), or died right there.
-      let young = false;
-      try {
-        young = Date.now() - statSync(path).mtimeMs < 60_000;
-      } catch {}
-      return { path, id: null, alive: young };
+      return { path, id: null, alive };
     }
   });
 }

@@ -13,11 +13,6 @@ export function processStartTime(pid: number): string | null {
   }
 }
 
-/** Is the process that had this pid and start time still the one running? */
-export function sameProcessAlive(pid: number, startTime: string): boolean {
-  return processStartTime(pid) === startTime;
-}
-
 /** Processes whose network namespace is the one bound at `nsPath` (what `ip netns pids` does). */
 export function pidsInNetns(nsPath: string): number[] {
   let target: { ino: number; dev: number };
