@@ -41,6 +41,8 @@ export interface WatchOptions {
   cmdPid: () => number | null;
 }
 
+const GC_EVERY = 500;
+
 const STILL = "every direct TCP/UDP connection is still rejected; only the reports are missing";
 
 export class Watch {
@@ -53,6 +55,7 @@ export class Watch {
   private baseline: RejectTotals | null = null;
   private backend: Backend | null = null;
   private closed = false;
+  private sinceGc = 0;
   source: MonitorSource = "off";
 
   private constructor(private readonly o: WatchOptions) {
@@ -189,6 +192,12 @@ export class Watch {
   private deliver(e: BypassDetect): void {
     this.summary.add(e);
     this.o.emit(e);
+    // A flood makes garbage fast (/proc reads, lines); JSC grows its heap rather than collect
+    // eagerly. A full collection every few hundred reports keeps proxywall's memory flat.
+    if (++this.sinceGc >= GC_EVERY) {
+      this.sinceGc = 0;
+      Bun.gc(true);
+    }
   }
 
   /**
