@@ -259,6 +259,10 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
     const summarize = async (final: boolean) => {
       if (!watch || watch.source === "off") return;
       if (final) await watch.drain();
+      if (process.env.PROXYWALL_DEBUG) {
+        const m = process.memoryUsage();
+        diag.debug(`memory: rss ${(m.rss / 1e6).toFixed(1)} MB, JS heap ${(m.heapUsed / 1e6).toFixed(1)} of ${(m.heapTotal / 1e6).toFixed(1)} MB, external ${(m.external / 1e6).toFixed(1)} MB`);
+      }
       for (const line of watch.summary.lines(id, final)) emit(line);
       const t = await watch.totals();
       emit({ v: 1, event: "bypass_totals", ts: nowTs(), sandbox: id, tcp: t?.tcp ?? null, udp: t?.udp ?? null, other: t?.other ?? null, events: watch.summary.events, lost: watch.lost, final });
