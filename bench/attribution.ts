@@ -26,6 +26,7 @@ import { join } from "node:path";
 import {
   cleanupOwn,
   compiledProxywall,
+  flag,
   fmtMs,
   FROM_SOURCE,
   interrupted,
@@ -45,13 +46,6 @@ import {
 
 const TARGET = 0.99;
 
-function flag(name: string, fallback: number, min: number, max: number): number {
-  const i = process.argv.indexOf(name);
-  if (i === -1) return fallback;
-  const n = Number(process.argv[i + 1]);
-  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} needs a whole number from ${min} to ${max}`);
-  return n;
-}
 const N = flag("--n", 100, 4, 250);
 const COMPILED = process.argv.includes("--compiled");
 
@@ -166,7 +160,7 @@ async function main(): Promise<number> {
     const driver = join(dir, "driver.py");
     writeFileSync(driver, DRIVER_PY);
     console.error(`attribution: ${N} short-lived clients (${KINDS.join(", ")}) one after another through ${pw.name}; about ${Math.ceil(N / 10)} s`);
-    const { result: r, tries } = await runLive(runArgvInPool(pw, LIVE_POOL, [python, driver, JSON.stringify({ clients, gap_ms: 10, budget_s: 300 })]), {
+    const { result: r } = await runLive(runArgvInPool(pw, LIVE_POOL, [python, driver, JSON.stringify({ clients, gap_ms: 10, budget_s: 300 })]), {
       deadlineMs: 420_000,
       onEvent: (e) => {
         if (e.event === "sandbox_ready") {
@@ -185,7 +179,6 @@ async function main(): Promise<number> {
         else if (o.k === "done") finished = true;
       },
     });
-    if (tries > 1) console.error(`attribution: the sandbox was built on try ${tries}`);
     ready = r.events.find((e) => e.event === "sandbox_ready");
     problems = liveProblems("proxywall run", r);
     if (!finished) problems.push("the driver did not finish");

@@ -51,6 +51,7 @@ import { join } from "node:path";
 import {
   cleanupOwn,
   compiledProxywall,
+  flag,
   fmtMs,
   FROM_SOURCE,
   interrupted,
@@ -77,13 +78,6 @@ const SUMMARY_INTERVAL_S = 2;
 const WARMUP_ATTEMPTS = 20;
 const PROBE_TIMEOUT_S = 10;
 
-function flag(name: string, fallback: number, min: number, max: number): number {
-  const i = process.argv.indexOf(name);
-  if (i === -1) return fallback;
-  const n = Number(process.argv[i + 1]);
-  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} needs a whole number from ${min} to ${max}`);
-  return n;
-}
 const RATE = flag("--rate", 10_000, 10, 100_000);
 const SECS = flag("--secs", 10, 2, 60);
 const WORKERS = flag("--workers", 4, 1, 16);
@@ -347,7 +341,6 @@ type Counters = { tcp: number; udp: number; other: number } | null;
 interface FloodRun {
   pw: Proxywall;
   result: LiveResult;
-  tries: number;
   samples: Sample[];
   phases: Map<string, { at: number; o: Record<string, unknown> }>;
   probes: Probe[];
@@ -393,7 +386,7 @@ async function floodRun(pw: Proxywall, python: string, driver: string, worker: s
   const sampler = setInterval(() => sample(), 250);
   const cfg = { port, rate: RATE, secs: SECS, workers: WORKERS, worker, warmup_attempts: WARMUP_ATTEMPTS, nice: NICE, probe_timeout_s: PROBE_TIMEOUT_S };
   try {
-    const { result, tries } = await runLive(
+    const { result } = await runLive(
       runArgvInPool(pw, LIVE_POOL, [python, driver, JSON.stringify(cfg)], ["--summary-interval", String(SUMMARY_INTERVAL_S), "--log-rate", String(LOG_RATE)]),
       {
         deadlineMs: (SECS + 90) * 1000,
@@ -442,7 +435,7 @@ async function floodRun(pw: Proxywall, python: string, driver: string, worker: s
         },
       },
     );
-    return { pw, result, tries, samples, phases, probes, workers, done, detect, totals, summaries, proxyEvents, serverHits: serverHits() - hits0 };
+    return { pw, result, samples, phases, probes, workers, done, detect, totals, summaries, proxyEvents, serverHits: serverHits() - hits0 };
   } finally {
     clearInterval(sampler);
   }
@@ -538,7 +531,6 @@ async function main(): Promise<number> {
       if (interrupted()) break;
       console.error(`flood: ${pw.name}: ${WORKERS} workers, ${RATE} attempts/s for ${SECS} s; about ${SECS + 8} s`);
       const r = await floodRun(pw, python, driver, worker, server.port!, () => hits, leftovers, ids);
-      if (r.tries > 1) console.error(`flood: ${pw.name}: the sandbox was built on try ${r.tries}`);
       const p = liveProblems(`run ${pw.name}`, r.result);
       if (!r.done) p.push(`run ${pw.name}: the driver did not finish`);
       if (r.workers.length !== WORKERS) p.push(`run ${pw.name}: ${r.workers.length} of ${WORKERS} workers reported`);

@@ -31,6 +31,7 @@ import { join } from "node:path";
 import {
   cleanupOwn,
   compiledProxywall,
+  flag,
   fmtMs,
   FROM_SOURCE,
   interrupted,
@@ -56,13 +57,6 @@ const UDP_BASE_PORT = 42000;
 /** How long the UDP socket stays open after its send (a client waiting for a reply). */
 const UDP_LINGER_MS = 20;
 
-function flag(name: string, fallback: number, min: number, max: number): number {
-  const i = process.argv.indexOf(name);
-  if (i === -1) return fallback;
-  const n = Number(process.argv[i + 1]);
-  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} needs a whole number from ${min} to ${max}`);
-  return n;
-}
 const N = flag("--n", 200, 10, 1000);
 const PACE_MS = flag("--pace-ms", 10, 5, 1000);
 const COMPILED = process.argv.includes("--compiled");
@@ -194,7 +188,7 @@ async function main(): Promise<number> {
     writeFileSync(worker, WORKER_PY);
     const cfg = { n: N, pace_ms: PACE_MS, dst: DST, dst_port: DST_PORT, tcp_base: TCP_BASE_PORT, udp_base: UDP_BASE_PORT, udp_linger_ms: UDP_LINGER_MS, budget_s: 120 };
     console.error(`latency: ${N} TCP + ${N} UDP attempts, ${PACE_MS} ms apart, through ${pw.name}; about ${Math.ceil((2 * N * (PACE_MS + 1)) / 1000) + 3} s`);
-    const { result: r, tries } = await runLive(runArgvInPool(pw, LIVE_POOL, [python, worker, JSON.stringify(cfg)]), {
+    const { result: r } = await runLive(runArgvInPool(pw, LIVE_POOL, [python, worker, JSON.stringify(cfg)]), {
       deadlineMs: 180_000,
       onEvent: (e, at) => {
         if (e.event === "sandbox_ready") {
@@ -218,7 +212,6 @@ async function main(): Promise<number> {
         else if (o.k === "done") finished = { made: o.made as number };
       },
     });
-    if (tries > 1) console.error(`latency: the sandbox was built on try ${tries}`);
     ready = r.events.find((e) => e.event === "sandbox_ready");
     problems = liveProblems("proxywall run", r);
     if (!finished) problems.push("the worker did not finish");

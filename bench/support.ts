@@ -13,12 +13,7 @@ export const BUN = process.execPath;
 export const SRC_MAIN = join(ROOT, "src/main.ts");
 export const STATE_DIR = "/run/proxywall-bench";
 export const POOL = "10.203.0.0/16";
-/**
- * The proxy port of fastfail's and setup's sandboxes. proxywall derives a sandbox's IPv6 /64 from
- * its slot number alone, so a sandbox in slot 0 of another pool (a test, another benchmark) has
- * the same host address fd70:7077:a11::1; with the default port 3128 our proxy could not bind
- * while that one lives (EADDRINUSE). Neither benchmark sends anything through the proxy.
- */
+/** The proxy port of fastfail's and setup's sandboxes (neither sends anything through the proxy). */
 export const PROXY_PORT = "3203";
 
 /** proxywall from source, or a compiled binary: the argv that precedes the subcommand. */
@@ -459,31 +454,14 @@ export function staleBinaryNote(pw: Proxywall): string | null {
   return newest > bin ? `note: ${pw.name} is older than the newest file in src/ (built ${new Date(bin).toISOString()}): it may not be the code in src/` : null;
 }
 
-/** Whether a failed run never got its sandbox because another sandbox holds the same address. */
-function collided(r: LiveResult): boolean {
-  return !r.events.some((e) => e.event === "sandbox_ready") && r.diagnostics.some((d) => /already in use|EADDRINUSE|File exists/.test(d));
-}
-
-/**
- * startLive, retried while the sandbox cannot be built because another one (of another pool or
- * state directory) holds its address: every 3 s, for at most `retryForMs`. (Before 4fdb80a the
- * IPv6 /64 followed the slot number alone, so slot 0 of every pool got fd70:7077:a11::1 and the
- * second proxy could not bind.) `onStart` sees each try's run (its pid). Returns the last try's
- * result and how many tries it took.
- */
+/** startLive, with `onStart` told of the run (its pid) before it is awaited. */
 export async function runLive(
   argv: readonly string[],
-  opts: Parameters<typeof startLive>[1] & { onStart?: (run: LiveRun) => void; retryForMs?: number },
-): Promise<{ result: LiveResult; tries: number }> {
-  const until = performance.now() + (opts.retryForMs ?? 120_000);
-  for (let tries = 1; ; tries++) {
-    const run = startLive(argv, opts);
-    opts.onStart?.(run);
-    const result = await run.done;
-    if (!collided(result) || interrupted() || performance.now() > until) return { result, tries };
-    console.error(`bench: the sandbox collided with another one's address (${result.diagnostics.find((d) => /in use|EADDRINUSE|File exists/.test(d))}); retrying in 3 s`);
-    await Bun.sleep(3000);
-  }
+  opts: Parameters<typeof startLive>[1] & { onStart?: (run: LiveRun) => void },
+): Promise<{ result: LiveResult }> {
+  const run = startLive(argv, opts);
+  opts.onStart?.(run);
+  return { result: await run.done };
 }
 
 function ipv4Int(a: string): number {
@@ -514,4 +492,13 @@ export function namespacesNote(ownIds: Iterable<string>): string {
   const mine = ns.filter((n) => own.has(n));
   if (ns.length === 0) return "pw- namespaces on this host afterwards: none";
   return `pw- namespaces on this host afterwards: ${mine.length > 0 ? `THIS BENCHMARK'S: ${mine.join(" ")}` : "none of this benchmark's"}${ns.length > mine.length ? `; others' (tests or benchmarks running at the same time): ${ns.filter((n) => !own.has(n)).join(" ")}` : ""}`;
+}
+
+/** A whole-number command-line option `name N` in [min, max], or `fallback`. */
+export function flag(name: string, fallback: number, min: number, max: number): number {
+  const i = process.argv.indexOf(name);
+  if (i === -1) return fallback;
+  const n = Number(process.argv[i + 1]);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} needs a whole number from ${min} to ${max}`);
+  return n;
 }
