@@ -2,8 +2,7 @@
 // so that both build the very same plan from the same words.
 import type { ArgsDef } from "citty";
 import * as v from "valibot";
-import { DEFAULT_POOL, parsePool, type Pool } from "../plan/addresses.ts";
-import { HOLD_QUEUE, type HoldQueue, type LogTarget } from "../plan/ruleset.ts";
+import { DEFAULT_POOL, parsePool } from "../plan/addresses.ts";
 import { intOption } from "./argv.ts";
 
 export const fenceArgs = {
@@ -44,13 +43,3 @@ export function fenceInput(args: Record<string, unknown>) {
   };
 }
 
-export type LogKind = "nflog" | "kmsg" | "none";
-
-/** The log step for a kind of log; NFLOG comes with holding TCP SYNs for attribution. */
-export function watchRules(kind: LogKind, nflogGroup: number, prefix: string): { log: LogTarget; hold: HoldQueue | null } {
-  if (kind === "nflog") return { log: { kind: "nflog", group: nflogGroup, prefix }, hold: HOLD_QUEUE };
-  if (kind === "kmsg") return { log: { kind: "kmsg", prefix }, hold: null };
-  return { log: { kind: "none" }, hold: null };
-}
-
-export type { Pool };

@@ -7,7 +7,8 @@ import { renderNft } from "../plan/render-nft.ts";
 import { renderIptables } from "../plan/render-iptables.ts";
 import { validate, intOption } from "./argv.ts";
 import { usageError } from "./exit-codes.ts";
-import { FenceOptions, fenceArgs, fenceInput, watchRules } from "./fence-options.ts";
+import { FenceOptions, fenceArgs, fenceInput } from "./fence-options.ts";
+import { watchRules } from "../plan/sandbox-plan.ts";
 
 const Options = v.object({
   ...FenceOptions.entries,

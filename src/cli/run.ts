@@ -11,7 +11,8 @@ import { resolveUser } from "../sys/users.ts";
 import { intOption, validate } from "./argv.ts";
 import { passthrough } from "./cli.ts";
 import { EXIT, ExitError, usageError } from "./exit-codes.ts";
-import { FenceOptions, fenceArgs, fenceInput, watchRules } from "./fence-options.ts";
+import { FenceOptions, fenceArgs, fenceInput } from "./fence-options.ts";
+import { watchRules } from "../plan/sandbox-plan.ts";
 import { canBuildSandbox } from "../sys/capabilities.ts";
 
 const Options = v.object({

@@ -2,7 +2,7 @@
 // environment CMD gets and the teardown. `run --dry-run` prints exactly this.
 import { renderIptables } from "./render-iptables.ts";
 import { renderNft } from "./render-nft.ts";
-import { planRuleset, type Features, type HoldQueue, type LogTarget, type Ruleset } from "./ruleset.ts";
+import { HOLD_QUEUE, planRuleset, type Features, type HoldQueue, type LogTarget, type Ruleset } from "./ruleset.ts";
 import { sandboxNames, type SandboxAddresses, type SandboxNames } from "./addresses.ts";
 
 export type Backend = "nft" | "iptables";
@@ -42,6 +42,15 @@ export interface SandboxPlan {
 
 function bracketed(addr: string): string {
   return addr.includes(":") ? `[${addr}]` : addr;
+}
+
+export type LogKind = "nflog" | "kmsg" | "none";
+
+/** The log step for a kind of log; NFLOG comes with holding TCP SYNs for attribution. */
+export function watchRules(kind: LogKind, nflogGroup: number, prefix: string): { log: LogTarget; hold: HoldQueue | null } {
+  if (kind === "nflog") return { log: { kind: "nflog", group: nflogGroup, prefix }, hold: HOLD_QUEUE };
+  if (kind === "kmsg") return { log: { kind: "kmsg", prefix }, hold: null };
+  return { log: { kind: "none" }, hold: null };
 }
 
 export function fenceSteps(ruleset: Ruleset, backend: Backend): FenceStep[] {
