@@ -3,7 +3,7 @@
 // veth pair is created (and always removed), and rules are loaded into that namespace, so the
 // kernel itself says what it supports. Nothing here needs root: without privileges the checks
 // that need them report what is missing instead of trying.
-import { dlopen, FFIType, read } from "bun:ffi";
+import { openNflog } from "../monitor/nflog-socket.ts";
 import { closeSync, constants as fsc, existsSync, openSync, readFileSync, readlinkSync } from "node:fs";
 import * as v from "valibot";
 import { renderIptables } from "../plan/render-iptables.ts";
@@ -122,86 +122,15 @@ const bad = (name: CheckName, status: "missing" | "warn", required: boolean, det
 const RUN_AS_ROOT = "run as root (or grant CAP_NET_ADMIN and CAP_SYS_ADMIN, e.g. docker run --cap-add NET_ADMIN --cap-add SYS_ADMIN)";
 
 // ---------------------------------------------------------------------------------------------
-// NFLOG netlink socket: bind a group the way the monitor does, inside the scratch namespace.
+// NFLOG netlink socket: bind a group with the monitor's own code, inside the scratch namespace.
 
-const AF_NETLINK = 16;
-const SOCK_RAW = 3;
-const SOCK_NONBLOCK = 0o4000;
-const SOCK_CLOEXEC = 0o2000000;
-const NETLINK_NETFILTER = 12;
-const MSG_DONTWAIT = 0x40;
-const NLMSG_ERROR = 2;
-
-const ERRNO_NAMES: Record<number, string> = {
-  1: "EPERM",
-  2: "ENOENT",
-  11: "EAGAIN",
-  13: "EACCES",
-  16: "EBUSY",
-  22: "EINVAL",
-  93: "EPROTONOSUPPORT",
-  95: "EOPNOTSUPP",
-  97: "EAFNOSUPPORT",
-};
-const errnoName = (n: number) => ERRNO_NAMES[n] ?? `errno ${n}`;
-
-let libc: ReturnType<typeof loadLibc> | null = null;
-function loadLibc() {
-  return dlopen("libc.so.6", {
-    socket: { args: [FFIType.i32, FFIType.i32, FFIType.i32], returns: FFIType.i32 },
-    bind: { args: [FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
-    sendto: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i64 },
-    recv: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i64 },
-    close: { args: [FFIType.i32], returns: FFIType.i32 },
-    __errno_location: { args: [], returns: FFIType.ptr },
-  });
-}
-
-/**
- * Opens a NETLINK_NETFILTER socket in the current namespace, binds NFLOG `group` (NFULNL_CFG_CMD_BIND)
- * and closes it again. Synchronous, so it can run inside inNetns. Returns null on success, else why not.
- */
-export function probeNflogBind(group: number): string | null {
+/** Binds NFLOG `group` in the namespace and lets it go again; null on success, else why not. */
+async function probeNflogBind(nsPath: string, group: number): Promise<string | null> {
   try {
-    libc ??= loadLibc();
+    await openNflog({ netns: nsPath, group, onPacket: () => {} }).close();
+    return null;
   } catch (e) {
-    return `cannot load libc for netlink: ${(e as Error).message}`;
-  }
-  const c = libc.symbols;
-  const errno = () => {
-    const p = c.__errno_location();
-    return p ? read.i32(p, 0) : 0;
-  };
-  const fd = c.socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_NETFILTER);
-  if (fd < 0) return `socket(AF_NETLINK, NETLINK_NETFILTER) failed: ${errnoName(errno())}`;
-  try {
-    const sa = new Uint8Array(12);
-    new DataView(sa.buffer).setUint16(0, AF_NETLINK, true);
-    if (c.bind(fd, sa, sa.length) !== 0) return `bind(sockaddr_nl) failed: ${errnoName(errno())}`;
-    // nlmsghdr(16) + nfgenmsg(4) + NFULA_CFG_CMD attribute (4 + 1, padded to 8)
-    const msg = new Uint8Array(28);
-    const dv = new DataView(msg.buffer);
-    dv.setUint32(0, msg.length, true);
-    dv.setUint16(4, (4 << 8) | 1, true); // NFNL_SUBSYS_ULOG << 8 | NFULNL_MSG_CONFIG
-    dv.setUint16(6, 1 | 4, true); // NLM_F_REQUEST | NLM_F_ACK
-    dv.setUint32(8, 1, true); // seq
-    dv.setUint8(16, 0); // AF_UNSPEC
-    dv.setUint8(17, 0); // NFNETLINK_V0
-    dv.setUint16(18, group, false); // res_id, big-endian
-    dv.setUint16(20, 5, true); // nla_len
-    dv.setUint16(22, 1, true); // NFULA_CFG_CMD
-    dv.setUint8(24, 1); // NFULNL_CFG_CMD_BIND
-    if (Number(c.sendto(fd, msg, msg.length, 0, null, 0)) !== msg.length) return `sending the NFLOG bind request failed: ${errnoName(errno())}`;
-    // The kernel handles the request inside sendto(), so its answer is already queued.
-    const buf = new Uint8Array(4096);
-    const n = Number(c.recv(fd, buf, buf.length, MSG_DONTWAIT));
-    if (n < 0) return `no answer to the NFLOG bind request: ${errnoName(errno())}`;
-    const rv = new DataView(buf.buffer, 0, n);
-    if (n < 20 || rv.getUint16(4, true) !== NLMSG_ERROR) return `unexpected answer to the NFLOG bind request (type ${n >= 6 ? rv.getUint16(4, true) : "?"})`;
-    const err = -rv.getInt32(16, true);
-    return err === 0 ? null : `the kernel refused to bind NFLOG group ${group}: ${errnoName(err)}`;
-  } finally {
-    c.close(fd);
+    return (e as Error).message;
   }
 }
 
@@ -565,12 +494,7 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport>
       const nflogRule = await loadRuleset(nsPath, backend, tools, PROBES.nflog, ["ipv4"]);
       const logRule = await loadRuleset(nsPath, backend, tools, PROBES.log, ["ipv4"]);
       const queueRule = await loadRuleset(nsPath, backend, tools, PROBES.nfqueue, ["ipv4"]);
-      let nflogBind: string | null;
-      try {
-        nflogBind = inNetns(nsPath, () => probeNflogBind(NFLOG_GROUP));
-      } catch (e) {
-        nflogBind = (e as Error).message;
-      }
+      const nflogBind = await probeNflogBind(nsPath, NFLOG_GROUP);
       out.push(ct ? bad("conntrack", "missing", false, `${how} refused a ct state rule: ${said(ct)}`, "modprobe nf_conntrack (replies to connections into the sandbox are dropped without it)") : ok("conntrack", false, `a ct state established,related rule loads (${how})`));
       if (nflogRule) {
         out.push(bad("nflog", "missing", false, `${how} refused an NFLOG rule (log group ${NFLOG_GROUP}): ${said(nflogRule)}`, "modprobe nfnetlink_log (and nft_log, or xt_NFLOG for iptables)"));
