@@ -16,7 +16,7 @@ import type { SocketKey } from "./procfs-sockets.ts";
 import { BypassSummarizer } from "./bypass-summary.ts";
 import { dnsQueryName } from "./dns-query.ts";
 import { decodePacket, type DecodedPacket } from "./ip-packet.ts";
-import { kmsgUsable, openDmesg, openKmsg, type LineSource } from "./kmsg-source.ts";
+import { kernelLogReachable, kmsgUsable, openDmesg, openKmsg, type LineSource } from "./kmsg-source.ts";
 import { openNflog, type NflogHandle } from "./nflog-socket.ts";
 import { openNfqueue, type NfqueueHandle } from "./nfqueue-socket.ts";
 import { readRejectTotals, type RejectTotals } from "./rule-counters.ts";
@@ -84,26 +84,27 @@ export class Watch {
         if (choice === "nflog") return w;
       }
     }
-    const usable = kmsgUsable();
-    if (choice === "auto" && !usable.ok) {
-      o.degrade("monitor", `nothing can watch for bypass attempts: ${usable.why}`, "give proxywall CAP_NET_ADMIN (for NFLOG), or on a host set net.netfilter.nf_log_all_netns=1 and allow /dev/kmsg", STILL);
-      return w;
+    // The kernel log: /dev/kmsg, and `dmesg --follow-new` as the last resort.
+    const reach = kernelLogReachable();
+    const kmsg = reach.ok ? kmsgUsable() : reach;
+    let kind: "kmsg" | "dmesg" = choice === "dmesg" ? "dmesg" : "kmsg";
+    if (choice === "auto") {
+      if (!reach.ok) {
+        o.degrade("monitor", `nothing can watch for bypass attempts: ${reach.why}`, "give proxywall CAP_NET_ADMIN (for NFLOG), or on a host set net.netfilter.nf_log_all_netns=1 and allow /dev/kmsg", STILL);
+        return w;
+      }
+      if (!kmsg.ok) kind = "dmesg";
+    } else if (!(kind === "kmsg" ? kmsg : reach).ok) {
+      const why = (kind === "kmsg" ? kmsg : reach).why;
+      o.degrade(`monitor-${choice}`, `--monitor ${choice} was asked for, but ${why}`, "use --monitor nflog (the default where it works)", `${STILL}; the self-test below tells whether any line arrives`);
     }
-    if (!usable.ok) {
-      o.degrade(`monitor-${choice}`, `--monitor ${choice} was asked for, but ${usable.why}`, "use --monitor nflog (the default where it works)", `${STILL}; the self-test below tells whether any line arrives`);
-    }
-    const parser = new KernelLogParser({
-      matcher: exactPrefix(o.prefix),
-      source: choice === "dmesg" ? "dmesg" : "kmsg",
-      proxy: o.proxy,
-      onEvent: (e) => w.report(e),
-    });
+    const parser = new KernelLogParser({ matcher: exactPrefix(o.prefix), source: kind, proxy: o.proxy, onEvent: (e) => w.report(e) });
     const onText = (t: string) => parser.push(t);
     try {
-      w.lines = choice === "dmesg" ? openDmesg(onText, (why) => o.degrade("monitor-dmesg", why, "use --monitor nflog", STILL)) : openKmsg(onText);
-      w.source = choice === "dmesg" ? "dmesg" : "kmsg";
+      w.lines = kind === "dmesg" ? openDmesg(onText, (why) => o.degrade("monitor-dmesg", why, "use --monitor nflog", STILL)) : openKmsg(onText);
+      w.source = kind;
     } catch (e) {
-      o.degrade(`monitor-${choice}`, `cannot read the kernel log: ${(e as Error).message}`, "use --monitor nflog", STILL);
+      o.degrade(`monitor-${kind}`, `cannot read the kernel log: ${(e as Error).message}`, "use --monitor nflog", STILL);
     }
     return w;
   }
