@@ -128,9 +128,16 @@ export class Watch {
         queue: hold.num,
         onPacket: (p) => {
           const d = decodePacket(p.payload);
-          // Attribution needs the socket, so the verdict waits for it; it is a reject either way.
-          const process = d ? this.attributeOrProbe(d, true) : null;
-          p.verdict({ repeatWithMark: hold.mark });
+          // Attribution needs the socket, so the verdict waits for it; it is a reject either way,
+          // and it is given whatever the lookup does: a held SYN with no verdict would hang CMD.
+          let process: ProcessInfo = null;
+          try {
+            process = d ? this.attributeOrProbe(d, true) : null;
+          } catch (e) {
+            process = { resolved: false, why: `lookup failed: ${(e as Error).message}` };
+          } finally {
+            p.verdict({ repeatWithMark: hold.mark });
+          }
           if (d && process) this.emitPacket(d, p.uid, p.gid, "nfqueue", process);
         },
       });
