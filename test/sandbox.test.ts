@@ -349,7 +349,7 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
       expect(d.stdout).toBe("CMD-RAN\n");
       const fence = eventsOf(d.events, "degraded").find((e) => e.component === "fence");
       expect(fence?.missing).toContain("firewall rules could not be installed");
-      expect(eventsOf(d.events, "sandbox_ready")[0]).toMatchObject({ backend: null, detection: "off" });
+      expect(eventsOf(d.events, "sandbox_ready")[0]).toMatchObject({ backend: null, monitor: "off", detection: "off" });
       expect(hostSnapshot()).toEqual(before);
     } finally {
       rmSync(fake, { recursive: true, force: true });

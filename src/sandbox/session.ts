@@ -181,12 +181,14 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
     try {
       const fence = await applyFence(config, candidates, `${cfg.stateDir}/${id}.rules`, featureMemo(cfg.stateDir));
       plan = fence.plan;
-      for (const m of fence.missing) if (m !== "queue" || watch.source === "nflog") degrade(m, FEATURE_LOSS[m].missing, FEATURE_LOSS[m].fix, FEATURE_LOSS[m].still);
+      for (const m of fence.missing) degrade(m, FEATURE_LOSS[m].missing, FEATURE_LOSS[m].fix, FEATURE_LOSS[m].still);
       watch.fenceInstalled(fence.backend, plan.config.features);
       step(`fence (${fence.backend})`);
     } catch (e) {
       if (!(e instanceof SetupError) || !cfg.allowDegraded) throw e;
       fenced = false;
+      // No rules, so nothing to log or hold: the monitor has nothing to watch.
+      watch.fenceInstalled(null, { queue: false, log: false });
       degrade(
         "fence",
         `the firewall rules could not be installed: ${e.message}`,
