@@ -26,7 +26,7 @@ export class Attributor {
   ) {
     this.procs = new NamespaceProcesses(nsPath);
     // The first scan stats every pid on the host; do it now, not while a SYN is held.
-    this.procs.pids();
+    for (const _ of this.procs.newestFirst());
     try {
       this.diag = new SockDiag(nsPath);
     } catch {
@@ -34,13 +34,18 @@ export class Attributor {
     }
   }
 
-  /** The socket(s) the packet came from: TCP by an exact sock_diag lookup where possible. */
-  private sockets(pid: number, key: SocketKey): SocketEntry[] {
-    if (key.proto === "tcp" && this.diag && key.srcAddr && key.srcPort !== null) {
-      const s = this.diag.tcp(key.family, { addr: key.srcAddr, port: key.srcPort }, { addr: key.dstAddr, port: key.dstPort });
-      return s && s.inode > 0 ? [{ inode: s.inode, state: s.state }] : [];
+  /** The socket(s) the packet came from: by an exact sock_diag lookup where possible. */
+  private sockets(key: SocketKey): SocketEntry[] {
+    if (this.diag && key.srcAddr && key.srcPort !== null) {
+      const local = { addr: key.srcAddr, port: key.srcPort };
+      const remote = { addr: key.dstAddr, port: key.dstPort };
+      const s = key.proto === "tcp" ? this.diag.tcp(key.family, local, remote) : this.diag.udp(key.family, local, remote);
+      if (s && s.inode > 0) return [{ inode: s.inode, state: s.state }];
+      if (key.proto === "tcp") return [];
     }
-    return findSockets(pid, key);
+    // No sock_diag, or a UDP lookup it could not answer: the namespace's /proc tables.
+    for (const pid of this.procs.newestFirst()) return findSockets(pid, key);
+    return [];
   }
 
   close(): void {
@@ -65,9 +70,7 @@ export class Attributor {
   }
 
   private lookup(key: SocketKey, held: boolean): Exclude<ProcessInfo, null> {
-    const pids = this.procs.pids();
-    if (pids.length === 0) return { resolved: false, why: "no process is left in the sandbox" };
-    const sockets = this.sockets(pids[0]!, key);
+    const sockets = this.sockets(key);
     if (sockets.length === 0) {
       return {
         resolved: false,
@@ -76,7 +79,7 @@ export class Attributor {
           : `the socket was already closed when proxywall looked (a short-lived ${key.proto.toUpperCase()} client)`,
       };
     }
-    const holders = socketHolders(pids, sockets.map((s) => s.inode));
+    const holders = socketHolders(this.procs.newestFirst(), sockets.map((s) => s.inode), (pid) => this.procs.inside(pid));
     const facts = holders.map(processFacts).filter((f) => f !== null);
     if (facts.length === 0) return { resolved: false, why: "the socket exists but no process in the sandbox holds it any more" };
     // Oldest first: a socket shared by fork() belongs first to the process that made it.

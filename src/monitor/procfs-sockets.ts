@@ -85,38 +85,45 @@ function parentOf(pid: number): number | null {
   }
 }
 
-/**
- * Pids (among `pids`, newest first) with an fd open on one of the socket inodes. Reading every fd
- * of every process is what costs; so once one holder is found, only its relatives are searched
- * further (a socket is shared by fork(), between parent and child).
- */
-export function socketHolders(pids: readonly number[], inodes: readonly number[]): number[] {
-  const wanted = new Set(inodes.map((i) => `socket:[${i}]`));
-  const holders: number[] = [];
-  let related: ((pid: number) => boolean) | null = null;
-  for (const pid of pids) {
-    if (related && !related(pid)) continue;
-    let fds: string[];
-    try {
-      fds = readdirSync(`/proc/${pid}/fd`);
-    } catch {
-      continue;
-    }
-    for (const fd of fds) {
-      try {
-        if (wanted.has(readlinkSync(`/proc/${pid}/fd/${fd}`))) {
-          holders.push(pid);
-          if (!related) {
-            const first: number = pid;
-            const parent = parentOf(first);
-            related = (p: number): boolean => p === parent || parentOf(p) === first;
-          }
-          break;
-        }
-      } catch {}
-    }
+function childrenOf(pid: number): number[] {
+  try {
+    return readdirSync(`/proc/${pid}/task`).flatMap((tid) =>
+      readFileSync(`/proc/${pid}/task/${tid}/children`, "latin1").split(" ").filter(Boolean).map(Number),
+    );
+  } catch {
+    return [];
   }
-  return holders;
+}
+
+function holds(pid: number, wanted: ReadonlySet<string>): boolean {
+  let fds: string[];
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return false;
+  }
+  for (const fd of fds) {
+    try {
+      if (wanted.has(readlinkSync(`/proc/${pid}/fd/${fd}`))) return true;
+    } catch {}
+  }
+  return false;
+}
+
+/**
+ * Processes with an fd open on one of the socket inodes. Reading every fd of every process is
+ * what costs, and a short-lived client may be exiting while we look; so the candidates come
+ * newest first and the search stops at the first holder, then asks only its parent and its
+ * children (a socket is shared by fork()) whether they hold it too.
+ */
+export function socketHolders(candidates: Iterable<number>, inodes: readonly number[], inside: (pid: number) => boolean): number[] {
+  const wanted = new Set(inodes.map((i) => `socket:[${i}]`));
+  for (const pid of candidates) {
+    if (!holds(pid, wanted)) continue;
+    const relatives = [parentOf(pid), ...childrenOf(pid)].filter((r): r is number => r !== null && r > 1 && inside(r));
+    return [pid, ...relatives.filter((r) => holds(r, wanted))];
+  }
+  return [];
 }
 
 /**
@@ -132,28 +139,35 @@ export class NamespaceProcesses {
     this.ns = { ino: st.ino, dev: st.dev };
   }
 
-  /** Pids in the namespace now, newest first (a short-lived culprit is usually the newest). */
-  pids(): number[] {
-    const seen = new Set<number>();
-    const inside: number[] = [];
+  /** Whether `pid` lives in the namespace (one stat, remembered). */
+  inside(pid: number): boolean {
+    let isInside = this.known.get(pid);
+    if (isInside === undefined) {
+      try {
+        const st = statSync(`/proc/${pid}/ns/net`);
+        isInside = st.ino === this.ns.ino && st.dev === this.ns.dev;
+      } catch {
+        return false;
+      }
+      this.known.set(pid, isInside);
+    }
+    return isInside;
+  }
+
+  /**
+   * Pids in the namespace, newest first (a short-lived culprit is usually the newest), checked
+   * lazily: a caller that stops at the first match stats only what it looked at.
+   */
+  *newestFirst(): Generator<number> {
+    const all: number[] = [];
     for (const name of readdirSync("/proc")) {
       const c = name.charCodeAt(0);
-      if (c < 49 || c > 57) continue;
-      const pid = Number(name);
-      seen.add(pid);
-      let isInside = this.known.get(pid);
-      if (isInside === undefined) {
-        try {
-          const st = statSync(`/proc/${pid}/ns/net`);
-          isInside = st.ino === this.ns.ino && st.dev === this.ns.dev;
-        } catch {
-          continue;
-        }
-        this.known.set(pid, isInside);
-      }
-      if (isInside) inside.push(pid);
+      if (c >= 49 && c <= 57) all.push(Number(name));
     }
-    for (const pid of this.known.keys()) if (!seen.has(pid)) this.known.delete(pid);
-    return inside.sort((a, b) => b - a);
+    all.sort((a, b) => b - a);
+    // Forget pids that are gone, so a reused pid is checked afresh.
+    const live = new Set(all);
+    for (const pid of this.known.keys()) if (!live.has(pid)) this.known.delete(pid);
+    for (const pid of all) if (this.inside(pid)) yield pid;
   }
 }

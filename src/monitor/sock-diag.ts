@@ -1,4 +1,4 @@
-// Looking up one TCP socket by its four-tuple with sock_diag (NETLINK_SOCK_DIAG, inet_diag): the
+// Looking up one TCP or UDP socket by its four-tuple with sock_diag (NETLINK_SOCK_DIAG, inet_diag): the
 // kernel finds it in its hash directly. Reading /proc/PID/net/tcp instead walks the whole
 // established hash (262,144 buckets on a 24 GiB machine): measured 5-6 ms per file, 11 ms per
 // lookup, all of it while a held SYN waits. This takes microseconds.
@@ -15,6 +15,7 @@ const NLM_F_REQUEST = 1;
 const AF_INET = 2;
 const AF_INET6 = 10;
 const IPPROTO_TCP = 6;
+const IPPROTO_UDP = 17;
 
 export interface DiagSocket {
   inode: number;
@@ -48,13 +49,26 @@ export class SockDiag {
 
   /** The TCP socket with this local and remote end, or null when there is none. */
   tcp(family: "ipv4" | "ipv6", local: { addr: string; port: number }, remote: { addr: string; port: number }): DiagSocket | null {
+    return this.lookup(family, IPPROTO_TCP, local, remote);
+  }
+
+  /**
+   * The UDP socket that sent from `local` to `remote` (connected or not). The kernel looks UDP up
+   * as for a datagram arriving from `remote`, so the request's source is the remote end ("src and
+   * dst are swapped for historical reasons", net/ipv4/udp_diag.c).
+   */
+  udp(family: "ipv4" | "ipv6", local: { addr: string; port: number }, remote: { addr: string; port: number }): DiagSocket | null {
+    return this.lookup(family, IPPROTO_UDP, remote, local);
+  }
+
+  private lookup(family: "ipv4" | "ipv6", protocol: number, local: { addr: string; port: number }, remote: { addr: string; port: number }): DiagSocket | null {
     const v = this.view;
     this.req.fill(0, 8);
     const seq = this.seq++;
     v.setUint32(8, seq, true);
     const b = 16;
     this.req[b] = family === "ipv4" ? AF_INET : AF_INET6;
-    this.req[b + 1] = IPPROTO_TCP;
+    this.req[b + 1] = protocol;
     v.setUint32(b + 4, 0xffffffff, true); // every state
     v.setUint16(b + 8, local.port, false);
     v.setUint16(b + 10, remote.port, false);
