@@ -2,7 +2,7 @@
 import { defineCommand } from "citty";
 import * as v from "valibot";
 import { collectGarbage } from "../sandbox/gc.ts";
-import { DEFAULT_STATE_DIR } from "../sandbox/state.ts";
+import { DEFAULT_STATE_DIR, removeStateDirIfEmpty } from "../sandbox/state.ts";
 import { validate } from "./argv.ts";
 import { EXIT } from "./exit-codes.ts";
 
@@ -14,6 +14,7 @@ export default defineCommand({
   async run({ args }) {
     const o = validate(v.object({ stateDir: v.pipe(v.string(), v.regex(/^\//, "must be an absolute path")) }), { stateDir: args["state-dir"] });
     const report = await collectGarbage(o.stateDir);
+    removeStateDirIfEmpty(o.stateDir);
     for (const r of report.removed) {
       const killed = r.killed === 0 ? "" : ` (killed ${r.killed} process${r.killed === 1 ? "" : "es"} still inside)`;
       console.log(`removed ${r.id}${killed}`);

@@ -93,10 +93,16 @@ export interface FenceResult {
   missing: (keyof Features)[];
 }
 
-/** Which optional features `backend` cannot install here (each asked about with a check-only run). */
-async function missingFeatures(plan: SandboxPlan, choice: BackendChoice, scratch: string): Promise<(keyof Features)[]> {
+/** Optional features in the order they are asked about: the rarest to be missing comes last. */
+const PROBE_ORDER = ["queue", "log", "conntrack", "limit"] as const;
+
+/**
+ * Which optional features `backend` cannot install here (each asked about with a check-only
+ * run). With `firstOnly`, stops at the first one missing: enough to know to try another backend.
+ */
+async function missingFeatures(plan: SandboxPlan, choice: BackendChoice, scratch: string, firstOnly = false): Promise<(keyof Features)[]> {
   const missing: (keyof Features)[] = [];
-  for (const feature of ["conntrack", "log", "queue", "limit"] as const) {
+  for (const feature of PROBE_ORDER) {
     if (!plan.config.features[feature]) continue;
     const probe = probeRuleset(plan, feature);
     if (probe.rules.length === 0) continue;
@@ -104,44 +110,34 @@ async function missingFeatures(plan: SandboxPlan, choice: BackendChoice, scratch
       // A check-only run of a bare table: no add/delete preamble for a table that is not there.
       step.tool === "nft" ? { ...step, text: renderNftTable(probe) } : step,
     );
-    if (await runFence(steps, choice.tools, plan.names.netns, scratch, true)) missing.push(feature);
+    if (await runFence(steps, choice.tools, plan.names.netns, scratch, true)) {
+      missing.push(feature);
+      if (firstOnly) break;
+    }
   }
   return missing;
 }
 
 /**
- * Installs the fence atomically. When the full ruleset is refused, asks the kernel about each
- * optional feature; the next backend is tried if it can do more (this kernel, say, has the
- * xt NFQUEUE target but no nft queue), and the best one installs a ruleset of only what it
- * supports, so that a missing log, queue or conntrack module never costs the rejects.
+ * Installs the fence atomically. When the full ruleset is refused, asks the kernel which optional
+ * feature is missing; if another backend is left to try (this kernel, say, has the xt NFQUEUE
+ * target but no nft queue), that one goes next. If none installs everything, the backend that
+ * lacks least installs a ruleset of only what it supports, so that a missing log, queue or
+ * conntrack module never costs the rejects.
  */
-/** What earlier runs on this boot found each backend to lack (kept in the state dir). */
-export interface FeatureMemo {
-  missing(backend: Backend): readonly (keyof Features)[] | undefined;
-  record(backend: Backend, missing: readonly (keyof Features)[]): void;
-}
-
-export async function applyFence(config: SandboxConfig, candidates: readonly BackendChoice[], scratch: string, memo?: FeatureMemo): Promise<FenceResult> {
-  let best: { choice: BackendChoice; plan: SandboxPlan; missing: (keyof Features)[] } | null = null;
+export async function applyFence(config: SandboxConfig, candidates: readonly BackendChoice[], scratch: string): Promise<FenceResult> {
+  const tried: { choice: BackendChoice; plan: SandboxPlan; missing: (keyof Features)[]; complete: boolean }[] = [];
   let firstError: string | null = null;
-  // A backend known to lack something this plan needs goes last: that saves a failed attempt and
-  // a round of probes on every run (this kernel, say, has no nft queue).
-  const probe = planSandbox(config);
-  const needed = (["conntrack", "log", "queue", "limit"] as const).filter((f) => probeRuleset(probe, f).rules.length > 0);
-  const lacks = (c: BackendChoice) => (memo?.missing(c.backend) ?? []).filter((f) => needed.includes(f as never)).length;
-  const ordered = [...candidates].sort((a, b) => lacks(a) - lacks(b));
-  for (const choice of ordered) {
+  for (const [i, choice] of candidates.entries()) {
     const plan = planSandbox({ ...config, backend: choice.backend });
     const failed = await runFence(plan.fence, choice.tools, plan.names.netns, scratch);
-    if (!failed) {
-      if (lacks(choice) > 0 || memo?.missing(choice.backend) === undefined) memo?.record(choice.backend, []);
-      return { plan, backend: choice.backend, missing: [] };
-    }
+    if (!failed) return { plan, backend: choice.backend, missing: [] };
     firstError ??= toolError(`installing the fence with ${choice.backend}`, failed);
-    const missing = await missingFeatures(plan, choice, scratch);
-    memo?.record(choice.backend, missing);
-    if (missing.length > 0 && (!best || missing.length < best.missing.length)) best = { choice, plan, missing };
+    const more = i < candidates.length - 1;
+    tried.push({ choice, plan, missing: await missingFeatures(plan, choice, scratch, more), complete: !more });
   }
+  for (const t of tried) if (!t.complete && t.missing.length > 0) t.missing = await missingFeatures(t.plan, t.choice, scratch);
+  const best = tried.filter((t) => t.missing.length > 0).sort((a, b) => a.missing.length - b.missing.length)[0];
   if (!best) throw new SetupError(firstError ?? "no firewall tool to install the fence with");
   const features = { ...config.features };
   for (const m of best.missing) features[m] = false;

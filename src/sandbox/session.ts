@@ -16,7 +16,7 @@ import { ownChildren } from "../sys/tools.ts";
 import { EXIT } from "../cli/exit-codes.ts";
 import { applyFence, applyNetwork, backendCandidates, removeNetwork, SetupError } from "./apply.ts";
 import { collectGarbage } from "./gc.ts";
-import { claimSlot, ensureStateDir, featureMemo, releaseClaim, removeState, selfOwner, writeState } from "./state.ts";
+import { claimSlot, ensureStateDir, releaseClaim, removeState, removeStateDirIfEmpty, selfOwner, writeState } from "./state.ts";
 
 export interface RunConfig {
   cmd: string[];
@@ -179,7 +179,7 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
 
     let fenced = true;
     try {
-      const fence = await applyFence(config, candidates, `${cfg.stateDir}/${id}.rules`, featureMemo(cfg.stateDir));
+      const fence = await applyFence(config, candidates, `${cfg.stateDir}/${id}.rules`);
       plan = fence.plan;
       for (const m of fence.missing) degrade(m, FEATURE_LOSS[m].missing, FEATURE_LOSS[m].fix, FEATURE_LOSS[m].still);
       watch.fenceInstalled(fence.backend, plan.config.features);
@@ -324,6 +324,7 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
       }
     }
     for (const l of left) diag.error(`left behind: ${l} (proxywall gc retries)`);
+    if (left.length === 0) removeStateDirIfEmpty(cfg.stateDir);
     if (cfg.failOnBypass && bypassed && code === 0) {
       code = EXIT.bypass;
       diag.error("bypass attempts were rejected during the run (--fail-on-bypass)");

@@ -4,10 +4,7 @@
 // outlives a reboot. The owner holds an flock on its claim for as long as it lives: that, not a
 // pid, tells whether a sandbox's owner is alive. A pid means nothing from another PID namespace
 // (a containerised proxywall and one on the host share /run/proxywall), a lock does.
-import { closeSync, constants, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync, writeSync } from "node:fs";
-import { release } from "node:os";
-import type { FeatureMemo } from "./apply.ts";
-import type { Features } from "../plan/ruleset.ts";
+import { closeSync, constants, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, unlinkSync, writeSync } from "node:fs";
 import * as v from "valibot";
 import { slotAddresses, type Pool, type SandboxAddresses } from "../plan/addresses.ts";
 import { ipv4ToInt } from "../net/ip-address.ts";
@@ -63,6 +60,20 @@ export function ownerAlive(state: SandboxState): boolean {
 
 export function ensureStateDir(dir: string): void {
   mkdirSync(`${dir}/claims`, { recursive: true, mode: 0o700 });
+}
+
+/**
+ * The state dir goes when the last sandbox has: rmdir(2) removes only an empty directory, so a
+ * sandbox that lives (its claim, its state file) keeps it, and nothing is left once none does.
+ */
+export function removeStateDirIfEmpty(dir: string): void {
+  for (const d of [`${dir}/claims`, dir]) {
+    try {
+      rmdirSync(d);
+    } catch {
+      return;
+    }
+  }
 }
 
 const statePath = (dir: string, id: string) => `${dir}/${id}.json`;
@@ -160,7 +171,16 @@ export function claimSlot(dir: string, pool: Pool, id: string): Claim | null {
   // Written and locked under a private name first, then linked into place: a claim is never seen
   // unlocked or half-written.
   const tmp = `${dir}/claims/.${id}`;
-  const fd = openSync(tmp, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | O_CLOEXEC, 0o600);
+  const open = () => openSync(tmp, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | O_CLOEXEC, 0o600);
+  let fd: number;
+  try {
+    fd = open();
+  } catch (e) {
+    // The last other sandbox's teardown may have removed the empty dirs just now.
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+    ensureStateDir(dir);
+    fd = open();
+  }
   try {
     if (!tryLock(fd)) throw new Error(`cannot lock ${tmp}`);
     writeSync(fd, JSON.stringify({ id, owner: selfOwner() }));
@@ -209,30 +229,4 @@ export function listClaims(dir: string): ListedClaim[] {
       return { path, id: null, alive };
     }
   });
-}
-
-/**
- * Which optional fence features each backend lacked on this boot, so later runs try the best
- * backend first. Keyed by kernel release: a reboot into another kernel starts afresh (and /run
- * is emptied at boot anyway). Only an ordering hint: a backend is still tried and probed.
- */
-export function featureMemo(dir: string): FeatureMemo {
-  const path = `${dir}/features.json`;
-  const Memo = v.object({ kernel: v.string(), missing: v.record(v.string(), v.array(v.string())) });
-  let data: v.InferOutput<typeof Memo> = { kernel: release(), missing: {} };
-  try {
-    const parsed = v.parse(Memo, JSON.parse(readFileSync(path, "utf8")));
-    if (parsed.kernel === data.kernel) data = parsed;
-  } catch {}
-  return {
-    missing: (backend) => data.missing[backend] as (keyof Features)[] | undefined,
-    record(backend, missing) {
-      data.missing[backend] = [...missing];
-      try {
-        const tmp = `${path}.${process.pid}`;
-        writeFileSync(tmp, JSON.stringify(data), { mode: 0o600 });
-        renameSync(tmp, path);
-      } catch {}
-    },
-  };
 }

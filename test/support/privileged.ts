@@ -68,8 +68,7 @@ export function hostSnapshot(): HostSnapshot {
   return {
     netns: out(["ip", "netns", "list"]).split("\n").map((l) => l.split(" ")[0]!).filter((n) => /^pw-[0-9a-f]{8}$/.test(n)).sort(),
     links: out(["ip", "-o", "link"]).split("\n").map((l) => l.split(":")[1]?.trim().split("@")[0] ?? "").filter((n) => /^pw[hs][0-9a-f]{8}$/.test(n)).sort(),
-    // features.json is the per-boot backend memo, kept on purpose.
-    state: listDir(TEST_STATE_DIR).filter((f) => f !== "features.json"),
+    state: listDir(TEST_STATE_DIR),
     nftTables: out(["nft", "list", "tables"]),
   };
 }
