@@ -3,7 +3,7 @@
 import { existsSync, writeFileSync } from "node:fs";
 import { fenceSteps, planSandbox, type Backend, type FenceStep, type SandboxConfig, type SandboxPlan } from "../plan/sandbox-plan.ts";
 import { renderNftTable } from "../plan/render-nft.ts";
-import type { Features, Rule, Ruleset } from "../plan/ruleset.ts";
+import { HOLD_QUEUE, type Features, type Rule, type Ruleset } from "../plan/ruleset.ts";
 import { inNetns, netnsPath } from "../sys/netns.ts";
 import { findTool, startTool, toolError, type ToolResult } from "../sys/tools.ts";
 import { removeFile } from "./state.ts";
@@ -91,6 +91,21 @@ export interface FenceResult {
   plan: SandboxPlan;
   backend: Backend;
   missing: (keyof Features)[];
+}
+
+/**
+ * Whether nft can hold packets (the `queue` expression; some kernels lack nft_queue while the
+ * iptables NFQUEUE target works). A check-only run, so it can go in proxywall's own namespace
+ * while the sandbox's is being built: expression support is the kernel's, not a namespace's.
+ */
+export async function nftCanQueue(nft: string): Promise<boolean> {
+  const r = await startTool(nft, ["-c", `table inet proxywall_probe { chain c { type filter hook output priority 0; queue num ${HOLD_QUEUE.num} bypass; }; }`]);
+  return r.code === 0;
+}
+
+/** The candidates in the order to try them, given what is known of nft's queue support. */
+export function orderCandidates(candidates: readonly BackendChoice[], nftQueues: boolean | null): BackendChoice[] {
+  return nftQueues === false ? [...candidates].sort((a, b) => Number(a.backend === "nft") - Number(b.backend === "nft")) : [...candidates];
 }
 
 /** Optional features in the order they are asked about: the rarest to be missing comes last. */

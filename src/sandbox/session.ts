@@ -14,7 +14,7 @@ import { inNetns, netnsPath } from "../sys/netns.ts";
 import { startReaper } from "../sys/reaper.ts";
 import { ownChildren } from "../sys/tools.ts";
 import { EXIT } from "../cli/exit-codes.ts";
-import { applyFence, applyNetwork, backendCandidates, removeNetwork, SetupError } from "./apply.ts";
+import { applyFence, applyNetwork, backendCandidates, nftCanQueue, orderCandidates, removeNetwork, SetupError } from "./apply.ts";
 import { collectGarbage } from "./gc.ts";
 import { claimSlot, ensureStateDir, releaseClaim, removeState, removeStateDirIfEmpty, selfOwner, writeState } from "./state.ts";
 
@@ -154,6 +154,10 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
     });
     undo.push({ what: "state file", record: true, fn: () => removeState(cfg.stateDir, id) });
     undo.push({ what: "namespace", fn: () => removeNetwork(plan.teardownBatch, n.netns, n.hostIf) });
+    // Whether nft can hold packets is asked while the namespace is being built, so that a kernel
+    // without nft queue goes straight to iptables instead of paying for a refused ruleset first.
+    const nft = candidates.find((c) => c.backend === "nft");
+    const nftQueues = nft && candidates.length > 1 && cfg.monitor !== "off" ? nftCanQueue(nft.tools.nft!) : null;
     await applyNetwork(plan);
     step("namespace and veth");
     checkAbort();
@@ -179,7 +183,8 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
 
     let fenced = true;
     try {
-      const fence = await applyFence(config, candidates, `${cfg.stateDir}/${id}.rules`);
+      const order = orderCandidates(candidates, config.hold ? await nftQueues : null);
+      const fence = await applyFence(config, order, `${cfg.stateDir}/${id}.rules`);
       plan = fence.plan;
       for (const m of fence.missing) degrade(m, FEATURE_LOSS[m].missing, FEATURE_LOSS[m].fix, FEATURE_LOSS[m].still);
       watch.fenceInstalled(fence.backend, plan.config.features);
