@@ -75,11 +75,12 @@ function signalExit(signal: string): number {
 export async function runSandbox(cfg: RunConfig): Promise<number> {
   const t0 = performance.now();
   let tStep = t0;
-  const step = (what: string) => {
+  const stepDone = (what: string) => {
     const now = performance.now();
-    diag.debug(`setup: ${what} ${(now - tStep).toFixed(1)} ms`);
+    diag.debug(`${what} ${(now - tStep).toFixed(1)} ms`);
     tStep = now;
   };
+  const step = (what: string) => stepDone(`setup: ${what}`);
   const id = newSandboxId();
   const emit = (e: EventLine) => cfg.events.write(e);
   const degraded: Degraded[] = [];
@@ -301,6 +302,7 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
     }
     if (child) {
       await child.exited;
+      stepDone("CMD");
       cmdExit = child.exitCode;
       const sc = child.signalCode;
       cmdSignal = typeof sc === "number" ? (Object.entries(constants.signals).find(([, n]) => n === sc)?.[0] ?? String(sc)) : sc;
@@ -327,6 +329,7 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
       } catch (e) {
         left.push(`${step.what}: ${(e as Error).message}`);
       }
+      stepDone(`teardown: ${step.what}`);
     }
     for (const l of left) diag.error(`left behind: ${l} (proxywall gc retries)`);
     if (left.length === 0) removeStateDirIfEmpty(cfg.stateDir);
