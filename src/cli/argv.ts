@@ -3,6 +3,7 @@
 // and every value passes a valibot schema before any code acts on it.
 import type { ArgsDef } from "citty";
 import * as v from "valibot";
+import { canonicalIPv6, isIPv4 } from "../net/ip-address.ts";
 import { usageError } from "./exit-codes.ts";
 
 export interface SplitArgv {
@@ -64,3 +65,20 @@ export function intOption(min: number, max: number) {
     v.maxValue(max, `must be at most ${max}`),
   );
 }
+
+/** An `ADDRESS:PORT` option (`[ADDRESS]:PORT` for IPv6): the address in canonical form, the port. */
+export const AddressPortOption = v.pipe(
+  v.string(),
+  v.regex(/^(\[[0-9a-fA-F:.]+\]|[0-9.]+):\d{1,5}$/, "must be ADDRESS:PORT ([ADDRESS]:PORT for IPv6)"),
+  v.rawTransform(({ dataset, addIssue, NEVER }) => {
+    const text = dataset.value;
+    const at = text.lastIndexOf(":");
+    const host = text.slice(0, at).replace(/^\[|\]$/g, "");
+    const port = Number(text.slice(at + 1));
+    const addr = isIPv4(host) ? host : canonicalIPv6(host);
+    if (!addr) addIssue({ message: `${host} is not an IP address` });
+    else if (port < 1 || port > 65535) addIssue({ message: "port must be from 1 to 65535" });
+    else return { addr, port };
+    return NEVER;
+  }),
+);

@@ -8,34 +8,23 @@ import { nowTs } from "../events/bypass-event.ts";
 import type { Degraded, EventLine } from "../events/schema.ts";
 import { openEventSink } from "../events/sink.ts";
 import { newSandboxId, sandboxNames } from "../plan/addresses.ts";
-import { canonicalIPv6, isIPv4 } from "../net/ip-address.ts";
 import { attachLogRules } from "../monitor/attach.ts";
 import { Watch } from "../monitor/watch.ts";
 import { canBuildSandbox } from "../sys/capabilities.ts";
-import { intOption, validate } from "./argv.ts";
+import { AddressPortOption, intOption, validate } from "./argv.ts";
 import { EXIT, ExitError, usageError } from "./exit-codes.ts";
 
 const Options = v.object({
   netns: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9_.-]{1,255}$/, "must be a namespace name as `ip netns list` shows it"))),
   pid: v.optional(intOption(1, 4194304)),
   source: v.picklist(["auto", "nflog", "kmsg", "dmesg"], "must be auto, nflog, kmsg or dmesg"),
-  proxy: v.optional(v.pipe(v.string(), v.regex(/^(\[[0-9a-fA-F:.]+\]|[0-9.]+):\d{1,5}$/, "must be ADDRESS:PORT ([ADDRESS]:PORT for IPv6)"))),
+  proxy: v.optional(AddressPortOption),
   events: v.optional(v.pipe(v.string(), v.minLength(1, "must not be empty"), v.maxLength(4096, "is too long"))),
   logRate: intOption(1, 100000),
   nflogGroup: intOption(0, 65535),
   summaryInterval: intOption(0, 86400),
   backend: v.optional(v.picklist(["nft", "iptables"], "must be nft or iptables")),
 });
-
-function proxyAllow(text: string | undefined): { addr: string; port: number }[] {
-  if (text === undefined) return [];
-  const at = text.lastIndexOf(":");
-  const host = text.slice(0, at).replace(/^\[|\]$/g, "");
-  const port = Number(text.slice(at + 1));
-  const addr = isIPv4(host) ? host : canonicalIPv6(host);
-  if (!addr || port < 1 || port > 65535) throw usageError(`--proxy: ${text} is not ADDRESS:PORT`);
-  return [{ addr, port }];
-}
 
 export default defineCommand({
   meta: { name: "monitor", description: "Watch a network namespace proxywall did not create and print a JSON line for every connection that is not to its proxy" },
@@ -65,7 +54,7 @@ export default defineCommand({
     if ((o.netns === undefined) === (o.pid === undefined)) throw usageError("give exactly one of --netns NAME and --pid PID");
     const nsPath = o.netns !== undefined ? `/run/netns/${o.netns}` : `/proc/${o.pid}/ns/net`;
     if (!existsSync(nsPath)) throw usageError(o.netns !== undefined ? `no network namespace named ${o.netns}` : `no process ${o.pid}`);
-    const allow = proxyAllow(o.proxy);
+    const allow = o.proxy ? [o.proxy] : [];
     const sink = openEventSink(o.events ?? "fd:1");
     if (typeof sink === "string") throw usageError(sink);
     if (!canBuildSandbox()) throw new ExitError("monitor needs root, or CAP_NET_ADMIN (to add log rules inside the namespace)", EXIT.sandbox);

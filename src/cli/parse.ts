@@ -6,31 +6,15 @@ import { KernelLogParser } from "../kernel-log/log-parser.ts";
 import { anySandboxPrefix, exactPrefix } from "../kernel-log/log-prefix.ts";
 import { LineWriter } from "../events/line-writer.ts";
 import { bypassEventLine } from "../events/bypass-event.ts";
-import { isIPv4, canonicalIPv6 } from "../net/ip-address.ts";
-import { validate, intOption } from "./argv.ts";
+import { AddressPortOption, validate } from "./argv.ts";
 import { usageError } from "./exit-codes.ts";
 
 const Options = v.object({
   file: v.optional(v.string(), "-"),
   prefix: v.optional(v.pipe(v.string(), v.minLength(1, "must not be empty"), v.maxLength(127, "is longer than any log prefix (127)"))),
-  proxy: v.optional(
-    v.pipe(
-      v.string(),
-      v.regex(/^(\[[0-9a-fA-F:.]+\]|[0-9.]+):\d{1,5}$/, "must be ADDRESS:PORT ([ADDRESS]:PORT for IPv6)"),
-    ),
-  ),
+  proxy: v.optional(AddressPortOption),
   stats: v.optional(v.boolean(), false),
 });
-
-function proxyOption(text: string | undefined) {
-  if (text === undefined) return undefined;
-  const at = text.lastIndexOf(":");
-  const host = text.slice(0, at).replace(/^\[|\]$/g, "");
-  const port = validate(v.object({ proxy: intOption(1, 65535) }), { proxy: text.slice(at + 1) }).proxy;
-  const addr = isIPv4(host) ? host : canonicalIPv6(host);
-  if (!addr) throw usageError(`--proxy: ${host} is not an IP address`);
-  return { addrs: [addr], port };
-}
 
 export default defineCommand({
   meta: { name: "parse", description: "Read kernel-log text (kmsg, dmesg, journalctl -k, syslog) and print one bypass_detect line per proxywall record" },
@@ -42,7 +26,7 @@ export default defineCommand({
   },
   async run({ args }) {
     const opts = validate(Options, { file: args.file, prefix: args.prefix, proxy: args.proxy, stats: args.stats });
-    const proxy = proxyOption(opts.proxy);
+    const proxy = opts.proxy && { addrs: [opts.proxy.addr], port: opts.proxy.port };
     if (opts.file !== "-" && (!existsSync(opts.file) || statSync(opts.file).isDirectory())) {
       throw usageError(`cannot read ${opts.file}: no such file`);
     }
