@@ -425,6 +425,60 @@ export interface ListenerStats {
  * skipped, an NLMSG_ERROR with an errno (a refused request, e.g. a verdict for an unknown id) goes
  * to onError, NLMSG_OVERRUN counts as ENOBUFS. A throwing onMessage is reported, not fatal.
  */
+/** How packet messages of one netfilter subsystem are recognised: type, attributes, header. */
+export interface PacketFormat {
+  type: number;
+  maxAttr: number;
+  headerAttr: number;
+  /** Bytes the packet header attribute must have. */
+  headerLen: number;
+}
+
+/**
+ * Starts reading packet messages of `format` from `fd`: each one's attributes (with a header of
+ * the right size) go to `onPacket`, anything else counts as a decode error. Returns the stats and
+ * a close() that stops reading and releases the socket (once; later calls share the first).
+ */
+export function listenForPackets(
+  fd: number,
+  early: Uint8Array[],
+  format: PacketFormat,
+  onPacket: (attrs: (Uint8Array | undefined)[], header: Uint8Array) => void,
+  onError: (e: Error) => void,
+  what: string,
+  beforeRelease: () => void = () => {},
+): { stats: ListenerStats; close(): Promise<void> } {
+  const stats: ListenerStats = { packets: 0, enobufs: 0, decodeErrors: 0 };
+  const link = fdLink(fd);
+  const listener = startListener(
+    fd,
+    early,
+    (m) => {
+      const attrs = m.type === format.type ? nfnlAttributes(m.body, format.maxAttr) : null;
+      const header = attrs?.[format.headerAttr];
+      if (!attrs || !header || header.length < format.headerLen) {
+        stats.decodeErrors++;
+        return;
+      }
+      stats.packets++;
+      onPacket(attrs, header);
+    },
+    stats,
+    onError,
+  );
+  let closing: Promise<void> | null = null;
+  return {
+    stats,
+    close() {
+      closing ??= listener.stop().then(async () => {
+        beforeRelease();
+        if (!(await closeAndRelease(fd, link))) onError(new Error(`${what}: socket still open after close`));
+      });
+      return closing;
+    },
+  };
+}
+
 export function startListener(
   fd: number,
   early: Uint8Array[],

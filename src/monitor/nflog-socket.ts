@@ -11,20 +11,16 @@
 import {
   be16,
   be32,
-  closeAndRelease,
   closeFd,
-  fdLink,
   NetlinkError,
   NfnlMessage,
-  nfnlAttributes,
   NFNL_SUBSYS_ULOG,
   NLM_F_ACK,
   NLM_F_REQUEST,
   openNetfilterSocket,
   request,
   setReceiveBuffer,
-  startListener,
-  type ListenerStats,
+  listenForPackets,
 } from "./netlink.ts";
 
 const NFULNL_MSG_PACKET = 0;
@@ -121,7 +117,6 @@ export function openNflog(opts: NflogOptions): NflogHandle {
   const onError = opts.onError ?? (() => {});
 
   const { fd } = openNetfilterSocket(opts.netns);
-  const link = fdLink(fd);
   const early: Uint8Array[] = [];
   try {
     setReceiveBuffer(fd, opts.recvBufferBytes ?? DEFAULT_RECV_BUFFER);
@@ -150,23 +145,13 @@ export function openNflog(opts: NflogOptions): NflogHandle {
     throw e;
   }
 
-  const stats: ListenerStats = { packets: 0, enobufs: 0, decodeErrors: 0 };
-  const packetType = (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET;
-  const listener = startListener(
+  const format = { type: (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET, maxAttr: NFULA_MAX_USED, headerAttr: NFULA_PACKET_HDR, headerLen: 3 };
+  return listenForPackets(
     fd,
     early,
-    (m) => {
-      if (m.type !== packetType) {
-        stats.decodeErrors++;
-        return;
-      }
-      const attrs = nfnlAttributes(m.body, NFULA_MAX_USED);
-      const hdr = attrs?.[NFULA_PACKET_HDR];
-      if (!attrs || !hdr || hdr.length < 3) {
-        stats.decodeErrors++;
-        return;
-      }
-      stats.packets++;
+    format,
+    // struct nfulnl_msg_packet_hdr (packed): be16 hw_protocol, u8 hook
+    (attrs, hdr) =>
       opts.onPacket({
         prefix: cString(attrs[NFULA_PREFIX]),
         uid: be32(attrs[NFULA_UID]),
@@ -174,20 +159,8 @@ export function openNflog(opts: NflogOptions): NflogHandle {
         payload: (attrs[NFULA_PAYLOAD] ?? new Uint8Array(0)).slice(),
         hwProtocol: be16(hdr)!,
         hook: hdr[2]!,
-      });
-    },
-    stats,
+      }),
     onError,
+    `NFLOG group ${opts.group}`,
   );
-
-  let closing: Promise<void> | null = null;
-  return {
-    stats,
-    close() {
-      closing ??= listener.stop().then(async () => {
-        if (!(await closeAndRelease(fd, link))) onError(new Error(`NFLOG group ${opts.group}: socket still open after close`));
-      });
-      return closing;
-    },
-  };
 }

@@ -12,12 +12,9 @@
 import {
   be16,
   be32,
-  closeAndRelease,
   closeFd,
-  fdLink,
   NetlinkError,
   NfnlMessage,
-  nfnlAttributes,
   NFNL_SUBSYS_QUEUE,
   NLM_F_ACK,
   NLM_F_REQUEST,
@@ -26,8 +23,7 @@ import {
   sendRaw,
   errnoName,
   setReceiveBuffer,
-  startListener,
-  type ListenerStats,
+  listenForPackets,
 } from "./netlink.ts";
 
 const NFQNL_MSG_PACKET = 0;
@@ -138,7 +134,6 @@ export function openNfqueue(opts: NfqueueOptions): NfqueueHandle {
   const queue = opts.queue;
 
   const { fd } = openNetfilterSocket(opts.netns);
-  const link = fdLink(fd);
   const early: Uint8Array[] = [];
   try {
     setReceiveBuffer(fd, opts.recvBufferBytes ?? DEFAULT_RECV_BUFFER);
@@ -205,26 +200,15 @@ export function openNfqueue(opts: NfqueueOptions): NfqueueHandle {
     return true;
   };
 
-  const stats: ListenerStats = { packets: 0, enobufs: 0, decodeErrors: 0 };
-  const packetType = (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET;
-  const listener = startListener(
+  const format = { type: (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET, maxAttr: NFQA_MAX_USED, headerAttr: NFQA_PACKET_HDR, headerLen: 7 };
+  return listenForPackets(
     fd,
     early,
-    (m) => {
-      if (m.type !== packetType) {
-        stats.decodeErrors++;
-        return;
-      }
-      const attrs = nfnlAttributes(m.body, NFQA_MAX_USED);
-      const hdr = attrs?.[NFQA_PACKET_HDR];
-      // struct nfqnl_msg_packet_hdr (packed): be32 packet_id, be16 hw_protocol, u8 hook
-      if (!attrs || !hdr || hdr.length < 7) {
-        stats.decodeErrors++;
-        return;
-      }
+    format,
+    // struct nfqnl_msg_packet_hdr (packed): be32 packet_id, be16 hw_protocol, u8 hook
+    (attrs, hdr) => {
       const id = be32(hdr)!;
       let answered = false;
-      stats.packets++;
       opts.onPacket({
         id,
         payload: (attrs[NFQA_PAYLOAD] ?? new Uint8Array(0)).slice(),
@@ -238,19 +222,8 @@ export function openNfqueue(opts: NfqueueOptions): NfqueueHandle {
         },
       });
     },
-    stats,
     onError,
+    `NFQUEUE queue ${queue}`,
+    () => (closed = true),
   );
-
-  let closing: Promise<void> | null = null;
-  return {
-    stats,
-    close() {
-      closing ??= listener.stop().then(async () => {
-        closed = true;
-        if (!(await closeAndRelease(fd, link))) onError(new Error(`NFQUEUE queue ${queue}: socket still open after close`));
-      });
-      return closing;
-    },
-  };
 }
