@@ -112,18 +112,8 @@ function delNetns(name: string): void {
 }
 
 /** `proxywall ARGS` with a command in front (ip netns exec NS, setpriv ...); bounded by timeoutMs. */
-async function proxywallVia(prefix: string[], args: string[], opts: { timeoutMs?: number; env?: Record<string, string> } = {}): Promise<Run> {
-  const p = Bun.spawn([...prefix, process.execPath, MAIN, ...args], {
-    cwd: ROOT,
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { ...process.env, ...opts.env },
-  });
-  const timer = setTimeout(() => p.kill("SIGKILL"), opts.timeoutMs ?? 30_000);
-  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-  clearTimeout(timer);
-  return { code, stdout, stderr, ...splitStderr(stderr) };
+function proxywallVia(prefix: string[], args: string[], opts: { timeoutMs?: number; env?: Record<string, string> } = {}): Promise<Run> {
+  return proxywall(args, { ...opts, prefix });
 }
 
 /**
