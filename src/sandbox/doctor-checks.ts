@@ -363,13 +363,13 @@ function checkKmsg(): Check {
         : code === "EPERM" || code === "EACCES"
           ? `/dev/kmsg cannot be opened: ${code} (needs CAP_SYSLOG when kernel.dmesg_restrict=1; container runtimes block it)`
           : `/dev/kmsg cannot be opened: ${code}`;
-    return bad("kmsg", "warn", false, why, "only --log kmsg needs it: run as root on the host; --log nflog (the default) does not");
+    return bad("kmsg", "warn", false, why, "only --monitor kmsg needs it: run as root on the host; --monitor nflog (the default, auto) does not");
   }
 }
 
 function checkLogAllNetns(): Check {
   const s = readLogAllNetns();
-  const FIX = "sysctl -w net.netfilter.nf_log_all_netns=1 (host-wide: leaks every namespace's packet logs into the host kernel log); only --log kmsg needs it";
+  const FIX = "sysctl -w net.netfilter.nf_log_all_netns=1 (host-wide: leaks every namespace's packet logs into the host kernel log); only --monitor kmsg needs it";
   if (!s.present) {
     return bad(
       "nf-log-all-netns",
@@ -378,11 +378,11 @@ function checkLogAllNetns(): Check {
       s.netfilterDir
         ? "absent: proxywall is not in the initial network namespace (the sysctl exists only there), so it cannot be read or set from here"
         : "absent: /proc/sys/net/netfilter does not exist (netfilter not loaded, or /proc/sys not mounted)",
-      "nothing, with --log nflog (the default); for --log kmsg the host would have to set it",
+      "nothing, with --monitor nflog (the default, auto); for --monitor kmsg the host would have to set it",
     );
   }
   if (s.value === "1") return ok("nf-log-all-netns", false, "1: LOG lines from sandbox namespaces reach the kernel log");
-  return bad("nf-log-all-netns", "warn", false, `${s.value}: LOG lines from sandbox namespaces never reach the kernel log (--log kmsg would see nothing)`, FIX);
+  return bad("nf-log-all-netns", "warn", false, `${s.value}: LOG lines from sandbox namespaces never reach the kernel log (--monitor kmsg would see nothing)`, FIX);
 }
 
 function checkInitialNetns(): { check: Check; initial: boolean | null } {
@@ -397,7 +397,7 @@ function checkInitialNetns(): { check: Check; initial: boolean | null } {
   if (s.present) return { check: ok("initial-netns", false, `yes: net.netfilter.nf_log_all_netns exists, which it does only in the initial network namespace${compare}`), initial: true };
   if (s.netfilterDir) {
     return {
-      check: bad("initial-netns", "warn", false, `no: /proc/sys/net/netfilter has no nf_log_all_netns, so this is a container's or other non-initial network namespace${compare}`, "nothing for --log nflog (the default); --log kmsg cannot work here"),
+      check: bad("initial-netns", "warn", false, `no: /proc/sys/net/netfilter has no nf_log_all_netns, so this is a container's or other non-initial network namespace${compare}`, "nothing for --monitor nflog (the default, auto); --monitor kmsg cannot work here"),
       initial: false,
     };
   }
@@ -504,7 +504,7 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport>
         nflogWorks = true;
         out.push(ok("nflog", false, `${backend === "nft" ? `a log group ${NFLOG_GROUP} rule` : "an NFLOG rule"} loads and an NFLOG netlink socket binds group ${NFLOG_GROUP}`));
       }
-      out.push(logRule ? bad("log", "missing", false, `${how} refused a LOG rule: ${said(logRule)}`, backend === "nft" ? "modprobe nft_log nf_log_syslog" : "modprobe xt_LOG nf_log_syslog") : ok("log", false, `a ${backend === "nft" ? "log (printk)" : "LOG target"} rule loads (${how}); only --log kmsg uses it`));
+      out.push(logRule ? bad("log", "missing", false, `${how} refused a LOG rule: ${said(logRule)}`, backend === "nft" ? "modprobe nft_log nf_log_syslog" : "modprobe xt_LOG nf_log_syslog") : ok("log", false, `a ${backend === "nft" ? "log (printk)" : "LOG target"} rule loads (${how}); only --monitor kmsg uses it`));
       const queueFix = backend === "nft" ? `modprobe nft_queue nfnetlink_queue (a kernel with CONFIG_NFT_QUEUE)${opts.backend === "nft" ? ", or use --backend iptables if its NFQUEUE target works" : ", or install iptables: run falls back to its NFQUEUE target"}` : "modprobe xt_NFQUEUE nfnetlink_queue";
       out.push(
         queueRule
@@ -532,14 +532,14 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport>
   const initial = checkInitialNetns();
   checks.push(kmsg, allNetns, initial.check, usernsCheck);
 
-  // Which monitor source would work for `run --log ...`.
+  // Which monitor source would work for `run --monitor ...`.
   const kmsgWorks = kmsg.status === "ok" && initial.initial === true && allNetns.status === "ok";
   const kmsgWhyNot = [kmsg.status !== "ok" ? "/dev/kmsg unreadable" : "", initial.initial !== true ? "not in the initial network namespace" : "", allNetns.status !== "ok" ? "nf_log_all_netns is not 1" : ""].filter(Boolean).join(", ");
   const nflogWhyNot = !netAdmin ? "no CAP_NET_ADMIN" : checks.find((c) => c.name === "nflog")?.status === "ok" ? "" : "NFLOG not supported or not checked";
   if (nflogWorks) {
-    checks.push(ok("monitor", false, `nflog (the default --log nflog) works${kmsgWorks ? "; kmsg works too" : `; kmsg would not (${kmsgWhyNot})`}`));
+    checks.push(ok("monitor", false, `nflog (the default, --monitor auto) works${kmsgWorks ? "; kmsg works too" : `; kmsg would not (${kmsgWhyNot})`}`));
   } else if (kmsgWorks) {
-    checks.push(bad("monitor", "warn", false, `only kmsg works (nflog: ${nflogWhyNot})`, "pass --log kmsg to proxywall run, or modprobe nfnetlink_log for nflog"));
+    checks.push(bad("monitor", "warn", false, `only kmsg works (nflog: ${nflogWhyNot})`, "run auto-selects kmsg (or pass --monitor kmsg), or modprobe nfnetlink_log for nflog"));
   } else {
     checks.push(
       bad("monitor", "warn", false, `none would report bypass attempts (nflog: ${nflogWhyNot}; kmsg: ${kmsgWhyNot})`, netAdmin ? "modprobe nfnetlink_log" : RUN_AS_ROOT),
