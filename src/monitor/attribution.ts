@@ -79,8 +79,8 @@ export class Attributor {
           : `the socket was already closed when proxywall looked (a short-lived ${key.proto.toUpperCase()} client)`,
       };
     }
-    const holders = socketHolders(this.procs.newestFirst(), sockets.map((s) => s.inode), (pid) => this.procs.inside(pid));
-    const facts = holders.map(processFacts).filter((f) => f !== null);
+    const holders = socketHolders(this.procs.newestFirst(), sockets.map((s) => s.inode), (pid) => this.procs.inside(pid), processFacts);
+    const facts = holders.filter((f) => f !== null);
     if (facts.length === 0) return { resolved: false, why: "the socket exists but no process in the sandbox holds it any more" };
     // Oldest first: a socket shared by fork() belongs first to the process that made it.
     facts.sort((a, b) => (a.start_time ?? "").localeCompare(b.start_time ?? "") || a.pid - b.pid);

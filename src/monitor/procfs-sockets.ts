@@ -111,17 +111,20 @@ function holds(pid: number, wanted: ReadonlySet<string>): boolean {
 }
 
 /**
- * Processes with an fd open on one of the socket inodes. Reading every fd of every process is
+ * Processes with an fd open on one of the socket inodes, each as `describe` sees it. Reading every fd of every process is
  * what costs, and a short-lived client may be exiting while we look; so the candidates come
  * newest first and the search stops at the first holder, then asks only its parent and its
  * children (a socket is shared by fork()) whether they hold it too.
  */
-export function socketHolders(candidates: Iterable<number>, inodes: readonly number[], inside: (pid: number) => boolean): number[] {
+export function socketHolders<T>(candidates: Iterable<number>, inodes: readonly number[], inside: (pid: number) => boolean, describe: (pid: number) => T): T[] {
   const wanted = new Set(inodes.map((i) => `socket:[${i}]`));
   for (const pid of candidates) {
     if (!holds(pid, wanted)) continue;
+    // Described the moment it is found: a client that exits right after its attempt may be gone
+    // a few hundred microseconds later.
+    const first = describe(pid);
     const relatives = [parentOf(pid), ...childrenOf(pid)].filter((r): r is number => r !== null && r > 1 && inside(r));
-    return [pid, ...relatives.filter((r) => holds(r, wanted))];
+    return [first, ...relatives.filter((r) => holds(r, wanted)).map(describe)];
   }
   return [];
 }
