@@ -209,6 +209,16 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
     expect(hostSnapshot()).toEqual(before);
   });
 
+  test("processes CMD leaves running in the sandbox are ended with it: nothing left behind", async () => {
+    const before = hostSnapshot();
+    const leftover = () => Bun.spawnSync(["pgrep", "-f", "^sleep 28.5$"]).exitCode === 0;
+    const r = await proxywall(["run", ...TEST_ARGS, "--", "sh", "-c", "sleep 28.5 >/dev/null 2>&1 & exit 0"]);
+    expect(r.code).toBe(0);
+    expect(r.text.some((l) => l.includes("ended 1 process CMD left running"))).toBe(true);
+    expect(leftover()).toBe(false);
+    expect(hostSnapshot()).toEqual(before);
+  });
+
   for (const sig of ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"] as const) {
     test(`${sig} to proxywall reaches CMD; CMD's handler decides the exit; all is removed`, async () => {
       const before = hostSnapshot();

@@ -7,6 +7,7 @@ import { HOLD_QUEUE, type Features, type Rule, type Ruleset } from "../plan/rule
 import { inNetns, netnsPath } from "../sys/netns.ts";
 import { findTool, startTool, toolError, type ToolResult } from "../sys/tools.ts";
 import { removeFile } from "./state.ts";
+import { pidsInNetns } from "../sys/procfs.ts";
 
 export class SetupError extends Error {}
 
@@ -168,6 +169,21 @@ export async function applyNetwork(plan: SandboxPlan): Promise<void> {
   if (host.code !== 0) throw new SetupError(toolError("creating the namespace and veth pair (ip -batch)", host));
   const inside = await ipBatch(plan.sandboxBatch, { netns: plan.names.netns });
   if (inside.code !== 0) throw new SetupError(toolError(`configuring ${plan.names.netns} (ip -batch)`, inside));
+}
+
+/**
+ * Ends every process still inside the sandbox namespace, then removes link and namespace. What
+ * CMD left running (a daemon, a background job; or CMD itself after proxywall was SIGKILLed)
+ * would otherwise live on, without a network, in a namespace nobody owns any more.
+ */
+export async function removeSandbox(netns: string, hostIf: string, teardown: readonly string[]): Promise<{ killed: number; left: string[] }> {
+  const pids = pidsInNetns(netnsPath(netns));
+  for (const pid of pids) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {}
+  }
+  return { killed: pids.length, left: await removeNetwork(teardown, netns, hostIf) };
 }
 
 /** Removes link and namespace; tolerant of either being gone. Returns what is still there. */

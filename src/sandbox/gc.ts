@@ -2,24 +2,8 @@
 // mid-run): what a state file or a subnet claim names is torn down, then the files go.
 import { sandboxNames } from "../plan/addresses.ts";
 import { planTeardown } from "../plan/sandbox-plan.ts";
-import { removeNetwork } from "./apply.ts";
+import { removeSandbox } from "./apply.ts";
 import { listClaims, listStates, ownerAlive, removeFile } from "./state.ts";
-import { netnsPath } from "../sys/netns.ts";
-import { pidsInNetns } from "../sys/procfs.ts";
-
-/**
- * CMD outlives a SIGKILLed proxywall, still fenced but in a namespace nobody watches or owns.
- * Removing the sandbox ends it: the namespace would otherwise live on, invisible, with it.
- */
-async function removeSandbox(netns: string, hostIf: string, teardown: string[]): Promise<{ killed: number; left: string[] }> {
-  const pids = pidsInNetns(netnsPath(netns));
-  for (const pid of pids) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {}
-  }
-  return { killed: pids.length, left: await removeNetwork(teardown, netns, hostIf) };
-}
 
 export interface GcReport {
   removed: { id: string; killed: number }[];

@@ -14,7 +14,7 @@ import { inNetns, netnsPath } from "../sys/netns.ts";
 import { startReaper } from "../sys/reaper.ts";
 import { ownChildren } from "../sys/tools.ts";
 import { EXIT } from "../cli/exit-codes.ts";
-import { applyFence, applyNetwork, backendCandidates, nftCanQueue, orderCandidates, removeNetwork, SetupError } from "./apply.ts";
+import { applyFence, applyNetwork, backendCandidates, nftCanQueue, orderCandidates, removeSandbox, SetupError } from "./apply.ts";
 import { collectGarbage } from "./gc.ts";
 import { claimSlot, ensureStateDir, releaseClaim, removeState, removeStateDirIfEmpty, selfOwner, writeState } from "./state.ts";
 
@@ -154,7 +154,14 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
       cmd: cfg.cmd,
     });
     undo.push({ what: "state file", record: true, fn: () => removeState(cfg.stateDir, id) });
-    undo.push({ what: "namespace", fn: () => removeNetwork(plan.teardownBatch, n.netns, n.hostIf) });
+    undo.push({
+      what: "namespace",
+      fn: async () => {
+        const { killed, left } = await removeSandbox(n.netns, n.hostIf, plan.teardownBatch);
+        if (killed > 0) diag.info(`ended ${killed} process${killed === 1 ? "" : "es"} CMD left running in the sandbox`);
+        return left;
+      },
+    });
     // Whether nft can hold packets is asked while the namespace is being built, so that a kernel
     // without nft queue goes straight to iptables instead of paying for a refused ruleset first.
     const nft = candidates.find((c) => c.backend === "nft");
