@@ -10,6 +10,7 @@
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { mulberry32 } from "../test/support/prng.ts";
 
 const ROOT = path.join(import.meta.dir, "..");
 const BUN = path.join(ROOT, "node_modules/.bin/bun");
@@ -28,18 +29,7 @@ const RUNS = flag("--runs", 3);
 
 // ---- input -------------------------------------------------------------------------------------
 
-/** Small deterministic PRNG (mulberry32), so every run parses the same text. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const rnd = prng(0x5eed);
+const rnd = mulberry32(0x5eed);
 const int = (n: number) => Math.floor(rnd() * n);
 const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
 const hex4 = () => int(0x10000).toString(16).padStart(4, "0");

@@ -87,6 +87,26 @@ export interface RunResult {
   timedOut: boolean;
 }
 
+/** At `ms`: SIGTERM (proxywall forwards it to CMD and tears down), SIGKILL 15 s later if still there. */
+function stopAtDeadline(p: { kill(signal?: NodeJS.Signals): void }, ms: number): { readonly timedOut: boolean; clear(): void } {
+  let timedOut = false;
+  let killer: ReturnType<typeof setTimeout> | undefined;
+  const term = setTimeout(() => {
+    timedOut = true;
+    p.kill("SIGTERM");
+    killer = setTimeout(() => p.kill("SIGKILL"), 15_000);
+  }, ms);
+  return {
+    get timedOut() {
+      return timedOut;
+    },
+    clear() {
+      clearTimeout(term);
+      if (killer) clearTimeout(killer);
+    },
+  };
+}
+
 /**
  * Runs a command (a proxywall run) to its end, or to the deadline: then SIGTERM, which proxywall
  * forwards to CMD and then tears the sandbox down; SIGKILL only if that takes over 15 s more.
@@ -98,13 +118,7 @@ export async function runWithDeadline(
 ): Promise<RunResult> {
   const t0 = performance.now();
   const p = Bun.spawn([...argv], { stdin: "ignore", stdout: opts.stdout ?? "pipe", stderr: "pipe", cwd: ROOT, env: { ...process.env, ...opts.env } });
-  let timedOut = false;
-  let killer: ReturnType<typeof setTimeout> | undefined;
-  const term = setTimeout(() => {
-    timedOut = true;
-    p.kill("SIGTERM");
-    killer = setTimeout(() => p.kill("SIGKILL"), 15_000);
-  }, deadlineMs);
+  const deadline = stopAtDeadline(p, deadlineMs);
   try {
     const [stdout, stderr] = await Promise.all([
       p.stdout instanceof ReadableStream ? new Response(p.stdout).text() : Promise.resolve(""),
@@ -112,10 +126,9 @@ export async function runWithDeadline(
       p.exited,
     ]);
     const wallMs = performance.now() - t0;
-    return { code: p.exitCode, signal: p.signalCode === null ? null : String(p.signalCode), stdout, stderr, wallMs, events: parseEvents(stderr), timedOut };
+    return { code: p.exitCode, signal: p.signalCode === null ? null : String(p.signalCode), stdout, stderr, wallMs, events: parseEvents(stderr), timedOut: deadline.timedOut };
   } finally {
-    clearTimeout(term);
-    if (killer) clearTimeout(killer);
+    deadline.clear();
   }
 }
 
@@ -315,13 +328,7 @@ export function startLive(
   const p = Bun.spawn([...argv], { stdin: "ignore", stdout: "pipe", stderr: "pipe", cwd: ROOT });
   live.add(p);
   if (interruptedBy) p.kill("SIGTERM");
-  let timedOut = false;
-  let killer: ReturnType<typeof setTimeout> | undefined;
-  const term = setTimeout(() => {
-    timedOut = true;
-    p.kill("SIGTERM");
-    killer = setTimeout(() => p.kill("SIGKILL"), 15_000);
-  }, opts.deadlineMs);
+  const deadline = stopAtDeadline(p, opts.deadlineMs);
   const events: Event[] = [];
   const diagnostics: string[] = [];
   const guard = (what: string, fn: () => void) => {
@@ -356,13 +363,12 @@ export function startLive(
       code: p.exitCode,
       signal: p.signalCode === null ? null : String(p.signalCode),
       wallMs: performance.now() - t0,
-      timedOut,
+      timedOut: deadline.timedOut,
       events,
       diagnostics,
     }))
     .finally(() => {
-      clearTimeout(term);
-      if (killer) clearTimeout(killer);
+      deadline.clear();
       live.delete(p);
     });
   return { pid: p.pid, done, kill: (signal = "SIGTERM") => p.kill(signal) };

@@ -2,6 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import { dnsQueryName } from "../src/monitor/dns-query.ts";
 import { decodePacket, TCP_SYN } from "../src/monitor/ip-packet.ts";
+import { mulberry32 } from "./support/prng.ts";
 
 function v4(text: string): number[] {
   return text.split(".").map(Number);
@@ -43,17 +44,6 @@ function dnsQuery(name: string, id = 0x1234): number[] {
   return q;
 }
 
-/** Deterministic PRNG (mulberry32) so a failure can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SRC6 = [0xfd00, 0x203, 0, 0, 0, 0, 0, 2];
 const DST6 = [0x2001, 0xdb8, 0, 0, 0, 0, 0, 7];
@@ -174,7 +164,7 @@ describe("decodePacket", () => {
   });
 
   test("random garbage never throws", () => {
-    const next = rng(0x5eed);
+    const next = mulberry32(0x5eed);
     let decoded = 0;
     for (let i = 0; i < 20000; i++) {
       const len = Math.floor(next() * 120);
@@ -228,7 +218,7 @@ describe("dnsQueryName", () => {
   });
 
   test("random garbage never throws", () => {
-    const next = rng(42);
+    const next = mulberry32(42);
     for (let i = 0; i < 20000; i++) {
       const len = Math.floor(next() * 80);
       const b = new Uint8Array(len);
