@@ -17,6 +17,8 @@ export type Target = (typeof TARGETS)[number];
 
 const ROOT = import.meta.dir;
 const ENTRY = join(ROOT, "src/main.ts");
+/** Worker files: each must be an entrypoint too, or its `new Worker(...)` silently never runs. */
+const WORKERS = [join(ROOT, "src/monitor/nflog-worker.ts")];
 
 export class BuildError extends Error {}
 
@@ -46,7 +48,7 @@ export async function compile(target: Target, outfile: string, version: string, 
   // A failed build must not leave last time's binary looking like this one.
   await rm(outfile, { force: true });
   const result = await Bun.build({
-    entrypoints: [entry],
+    entrypoints: entry === ENTRY ? [entry, ...WORKERS] : [entry],
     compile: {
       target: `bun-${target}`,
       outfile,

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pkg from "../package.json" with { type: "json" };
 import { BuildError, checkResult, compile, smoke, TARGETS } from "../build.ts";
+import { PRIVILEGED, proxywall, TEST_ARGS } from "./support/privileged.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const canRunX64 = process.platform === "linux" && process.arch === "x64";
@@ -90,6 +91,19 @@ describe.skipIf(!canRunX64)("native linux-x64 build", () => {
     }
     expect(existsSync(hostile.marker)).toBe(false);
   });
+
+  // The NFLOG reader is a Worker: in the binary it runs only if build.ts made it an entrypoint and
+  // the code finds it in the bundle. A fresh clone in CI runs as root, so this runs there.
+  test.skipIf(!PRIVILEGED && !process.env.CI)("the binary's NFLOG thread reports and names a UDP client (root)", async () => {
+    const py = "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ntry:\n    s.sendto(b'x', ('198.51.100.9', 53))\nexcept OSError:\n    pass";
+    const r = await proxywall(["run", ...TEST_ARGS, "--", "python3", "-c", py], { bin, timeoutMs: 20_000 });
+    expect(r.events.filter((e) => e.event === "degraded").map((e) => e.missing)).toEqual([expect.stringContaining("CMD runs as root")]);
+    const udp = r.events.filter((e) => e.event === "bypass_detect");
+    expect(udp).toEqual([expect.objectContaining({ proto: "udp", dst_addr: "198.51.100.9", dst_port: 53, source: "nflog" })]);
+    expect(udp[0]!.process).toMatchObject({ resolved: true, ancestors: [] });
+    expect(udp[0]!.process.cmdline.slice(1)).toEqual(["-c", py]);
+    expect(r.events.find((e) => e.event === "sandbox_ready")?.detection).toBe("verified");
+  }, 30_000);
 
   test("compile() gives any entry point the same protection (a probe that prints its env)", async () => {
     const hostile = hostileDir();

@@ -76,8 +76,8 @@ export default defineCommand({
       proxy: { addrs: allow.map((a) => a.addr), port: allow[0]?.port ?? 0 },
       emit,
       degrade: (c, m, f) => degrade(c, m, f, "nothing: monitor only watches; the namespace's own rules decide what passes"),
-      cmdPid: () => o.pid ?? null,
     });
+    if (o.pid) watch.cmdStarted(o.pid);
     if (watch.source === "off") {
       await watch.close();
       throw new ExitError("nothing can watch this namespace (see the degraded line above)", EXIT.failure);

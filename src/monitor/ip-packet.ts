@@ -2,7 +2,9 @@
 // into the fields a bypass event needs. Same field names as PacketFields (kernel-log/log-fields.ts)
 // so one event builder serves every source. Never throws: anything it cannot read is null.
 import type { Family, Proto } from "../events/schema.ts";
+import type { PacketFields } from "../kernel-log/log-fields.ts";
 import { formatIPv6 } from "../net/ip-address.ts";
+import { dnsQueryName } from "./dns-query.ts";
 
 export interface DecodedPacket {
   family: Family;
@@ -158,4 +160,12 @@ export function decodePacket(bytes: Uint8Array): DecodedPacket | null {
   } catch {
     return null;
   }
+}
+
+/** What a bypass_detect line says of a packet: its fields, and the name it asks for when it is DNS. */
+export function packetReport(d: DecodedPacket, uid: number | null, gid: number | null): { fields: PacketFields; dns: string | null } {
+  return {
+    fields: { proto: d.proto, family: d.family, srcAddr: d.srcAddr, srcPort: d.srcPort, dstAddr: d.dstAddr, dstPort: d.dstPort, uid, gid, outIf: null },
+    dns: d.dstPort === 53 ? dnsQueryName(d.l4Payload, d.proto === "tcp") : null,
+  };
 }

@@ -79,6 +79,9 @@ function load() {
     sendto: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i64 },
     recv: { args: [FFIType.i32, FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i64 },
     close: { args: [FFIType.i32], returns: FFIType.i32 },
+    poll: { args: [FFIType.ptr, FFIType.u64, FFIType.i32], returns: FFIType.i32 },
+    eventfd: { args: [FFIType.u32, FFIType.i32], returns: FFIType.i32 },
+    write: { args: [FFIType.i32, FFIType.ptr, FFIType.u64], returns: FFIType.i64 },
     __errno_location: { args: [], returns: FFIType.ptr },
   });
 }
@@ -413,18 +416,77 @@ export function startReader(
   };
 }
 
+const POLLIN = 0x1;
+const POLLNVAL = 0x20;
+const EFD_NONBLOCK = 0o4000;
+const EFD_CLOEXEC = 0o2000000;
+/** Largest read: one netlink message with a full copy range fits many times over. */
+const THREAD_READ_BYTES = 1 << 17;
+
+/** An eventfd that wakes a thread blocked in readUntilWoken() (see wakeUp). */
+export function makeWakeFd(): number {
+  const fd = libc().symbols.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) throw new NetlinkError(`eventfd failed: ${errnoName(errno())}`, errno());
+  return fd;
+}
+
+export function wakeUp(wakeFd: number): void {
+  const one = new BigUint64Array([1n]);
+  libc().symbols.write(wakeFd, one, 8);
+}
+
+/**
+ * Reads `fd` on the calling thread, which waits in poll() until a message or a wake-up on `wakeFd`
+ * arrives, and hands each chunk to `onChunk` (valid only during the call). For a Worker: this
+ * blocks its thread, which is the point (it wakes within microseconds of a packet), and would
+ * freeze the event loop of the main thread. Returns once woken, after reading what was queued;
+ * ENOBUFS is counted, EINTR retried, anything else thrown.
+ */
+export function readUntilWoken(fd: number, wakeFd: number, onChunk: (chunk: Uint8Array) => void, stats: ReaderStats): void {
+  const c = libc().symbols;
+  const fds = new Uint8Array(16); // struct pollfd[2]: int fd, short events, short revents
+  const view = new DataView(fds.buffer);
+  view.setInt32(0, fd, true);
+  view.setInt16(4, POLLIN, true);
+  view.setInt32(8, wakeFd, true);
+  view.setInt16(12, POLLIN, true);
+  const buf = new Uint8Array(THREAD_READ_BYTES);
+  for (;;) {
+    view.setInt16(6, 0, true);
+    view.setInt16(14, 0, true);
+    if (c.poll(fds, 2, -1) < 0) {
+      const e = errno();
+      if (e === EINTR) continue;
+      throw new NetlinkError(`poll failed: ${errnoName(e)}`, e);
+    }
+    if (view.getInt16(6, true) & POLLNVAL) throw new NetlinkError("the netlink socket was closed under its reader", 9);
+    // Everything queued now (so a wake-up loses nothing already sent), then back to poll.
+    // ENOBUFS shows as POLLERR and fails one recv.
+    for (;;) {
+      const n = Number(c.recv(fd, buf, buf.length, MSG_DONTWAIT));
+      if (n >= 0) {
+        onChunk(buf.subarray(0, n));
+        continue;
+      }
+      const e = errno();
+      if (e === EAGAIN) break;
+      if (e === EINTR) continue;
+      if (e === ENOBUFS) {
+        stats.enobufs++;
+        continue;
+      }
+      throw new NetlinkError(`recv failed: ${errnoName(e)}`, e);
+    }
+    if (view.getInt16(14, true) !== 0) return;
+  }
+}
+
 export interface ListenerStats {
   packets: number;
   enobufs: number;
   decodeErrors: number;
 }
 
-/**
- * Delivers the messages of `early` chunks (read while configuring) and then of every chunk read
- * from `fd` to `onMessage`. Control messages are handled here: ACKs and NLMSG_DONE/NOOP are
- * skipped, an NLMSG_ERROR with an errno (a refused request, e.g. a verdict for an unknown id) goes
- * to onError, NLMSG_OVERRUN counts as ENOBUFS. A throwing onMessage is reported, not fatal.
- */
 /** How packet messages of one netfilter subsystem are recognised: type, attributes, header. */
 export interface PacketFormat {
   type: number;
@@ -450,22 +512,7 @@ export function listenForPackets(
 ): { stats: ListenerStats; close(): Promise<void> } {
   const stats: ListenerStats = { packets: 0, enobufs: 0, decodeErrors: 0 };
   const link = fdLink(fd);
-  const listener = startListener(
-    fd,
-    early,
-    (m) => {
-      const attrs = m.type === format.type ? nfnlAttributes(m.body, format.maxAttr) : null;
-      const header = attrs?.[format.headerAttr];
-      if (!attrs || !header || header.length < format.headerLen) {
-        stats.decodeErrors++;
-        return;
-      }
-      stats.packets++;
-      onPacket(attrs, header);
-    },
-    stats,
-    onError,
-  );
+  const listener = startListener(fd, early, packetDecoder(format, onPacket, stats), stats, onError);
   let closing: Promise<void> | null = null;
   return {
     stats,
@@ -479,14 +526,32 @@ export function listenForPackets(
   };
 }
 
-export function startListener(
-  fd: number,
-  early: Uint8Array[],
-  onMessage: (m: RawMessage) => void,
-  stats: ListenerStats,
-  onError: (e: Error) => void,
-): { stop(): Promise<void> } {
-  const onChunk = (chunk: Uint8Array) => {
+/** Packet messages of `format` to `onPacket` (attributes, header); anything else is a decode error. */
+export function packetDecoder(
+  format: PacketFormat,
+  onPacket: (attrs: (Uint8Array | undefined)[], header: Uint8Array) => void,
+  stats: Omit<ListenerStats, "enobufs">,
+): (m: RawMessage) => void {
+  return (m) => {
+    const attrs = m.type === format.type ? nfnlAttributes(m.body, format.maxAttr) : null;
+    const header = attrs?.[format.headerAttr];
+    if (!attrs || !header || header.length < format.headerLen) {
+      stats.decodeErrors++;
+      return;
+    }
+    stats.packets++;
+    onPacket(attrs, header);
+  };
+}
+
+/**
+ * Turns chunks into messages for `onMessage`. Control messages are handled here: ACKs and
+ * NLMSG_DONE/NOOP are skipped, an NLMSG_ERROR with an errno (a refused request, e.g. a verdict
+ * for an unknown id) goes to onError, NLMSG_OVERRUN counts as ENOBUFS. A throwing onMessage is
+ * reported, not fatal.
+ */
+export function messageSplitter(onMessage: (m: RawMessage) => void, stats: ListenerStats, onError: (e: Error) => void): (chunk: Uint8Array) => void {
+  return (chunk) => {
     const { messages, bad } = splitMessages(chunk);
     stats.decodeErrors += bad;
     for (const m of messages) {
@@ -508,6 +573,17 @@ export function startListener(
       }
     }
   };
+}
+
+/** Delivers the messages of `early` chunks (read while configuring), then of every chunk read from `fd`, to `onMessage`. */
+export function startListener(
+  fd: number,
+  early: Uint8Array[],
+  onMessage: (m: RawMessage) => void,
+  stats: ListenerStats,
+  onError: (e: Error) => void,
+): { stop(): Promise<void> } {
+  const onChunk = messageSplitter(onMessage, stats, onError);
   let stopped = false;
   let reader: { stop(): Promise<void> } | null = null;
   // Start after the caller got its handle back: callbacks never run inside open*().

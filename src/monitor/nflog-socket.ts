@@ -21,6 +21,7 @@ import {
   request,
   setReceiveBuffer,
   listenForPackets,
+  type PacketFormat,
 } from "./netlink.ts";
 
 const NFULNL_MSG_PACKET = 0;
@@ -102,19 +103,21 @@ function cString(a: Uint8Array | undefined): string {
   return decoder.decode(nul === -1 ? a : a.subarray(0, nul));
 }
 
+/** What binding a group needs: everything in NflogOptions but the callbacks. */
+export type NflogBinding = Omit<NflogOptions, "onPacket" | "onError">;
+
 /**
- * Binds NFLOG group `group` in the namespace and starts delivering its packets. The socket is
- * created, bound and configured synchronously (copy mode packet with copyRange, queue threshold 1
- * so each packet is sent at once), then read on the event loop without blocking it.
+ * Binds NFLOG group `group` in the namespace and configures it (copy mode packet with copyRange,
+ * queue threshold 1 so each packet is sent at once), synchronously. Returns the non-blocking fd
+ * and whatever was read while configuring (`early`), for a reader to start with.
  * Throws NetlinkError (with .errno) when the socket cannot be made or the group cannot be bound:
  * EPERM when another socket already holds the group in that namespace.
  */
-export function openNflog(opts: NflogOptions): NflogHandle {
+export function bindNflog(opts: NflogBinding): { fd: number; early: Uint8Array[] } {
   const copyRange = opts.copyRange ?? 512;
   checkInt("group", opts.group, 0, 0xffff);
   checkInt("copyRange", copyRange, 1, MAX_COPY_RANGE);
   const where = opts.netns ?? "the current network namespace";
-  const onError = opts.onError ?? (() => {});
 
   const { fd } = openNetfilterSocket(opts.netns);
   const early: Uint8Array[] = [];
@@ -144,23 +147,28 @@ export function openNflog(opts: NflogOptions): NflogHandle {
     closeFd(fd);
     throw e;
   }
+  return { fd, early };
+}
 
-  const format = { type: (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET, maxAttr: NFULA_MAX_USED, headerAttr: NFULA_PACKET_HDR, headerLen: 3 };
-  return listenForPackets(
-    fd,
-    early,
-    format,
-    // struct nfulnl_msg_packet_hdr (packed): be16 hw_protocol, u8 hook
-    (attrs, hdr) =>
-      opts.onPacket({
-        prefix: cString(attrs[NFULA_PREFIX]),
-        uid: be32(attrs[NFULA_UID]),
-        gid: be32(attrs[NFULA_GID]),
-        payload: (attrs[NFULA_PAYLOAD] ?? new Uint8Array(0)).slice(),
-        hwProtocol: be16(hdr)!,
-        hook: hdr[2]!,
-      }),
-    onError,
-    `NFLOG group ${opts.group}`,
-  );
+export const NFLOG_FORMAT: PacketFormat = { type: (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET, maxAttr: NFULA_MAX_USED, headerAttr: NFULA_PACKET_HDR, headerLen: 3 };
+
+/** One packet message's attributes and header (struct nfulnl_msg_packet_hdr: be16 hw_protocol, u8 hook). */
+export function nflogPacket(attrs: (Uint8Array | undefined)[], hdr: Uint8Array): NflogPacket {
+  return {
+    prefix: cString(attrs[NFULA_PREFIX]),
+    uid: be32(attrs[NFULA_UID]),
+    gid: be32(attrs[NFULA_GID]),
+    payload: (attrs[NFULA_PAYLOAD] ?? new Uint8Array(0)).slice(),
+    hwProtocol: be16(hdr)!,
+    hook: hdr[2]!,
+  };
+}
+
+/**
+ * Binds the group (bindNflog) and delivers its packets to `onPacket` on the event loop, never
+ * inside openNflog().
+ */
+export function openNflog(opts: NflogOptions): NflogHandle {
+  const { fd, early } = bindNflog(opts);
+  return listenForPackets(fd, early, NFLOG_FORMAT, (attrs, hdr) => opts.onPacket(nflogPacket(attrs, hdr)), opts.onError ?? (() => {}), `NFLOG group ${opts.group}`);
 }

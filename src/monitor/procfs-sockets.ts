@@ -129,6 +129,32 @@ export function socketHolders<T>(candidates: Iterable<number>, inodes: readonly 
   return [];
 }
 
+/** How many pids below the newest one newestFirst() tries before it lists /proc. */
+const RECENT_PIDS = 16;
+
+/**
+ * The pid the kernel handed out last in proxywall's pid namespace (the last field of
+ * /proc/loadavg), or 0 when unknown.
+ */
+function lastPid(): number {
+  try {
+    const text = readFileSync("/proc/loadavg", "latin1");
+    return Number(text.slice(text.lastIndexOf(" ") + 1)) || 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** The process (thread group) that thread `id` belongs to, or null when it is gone. */
+function tgidOf(id: number): number | null {
+  try {
+    const m = /^Tgid:\s+(\d+)$/m.exec(readFileSync(`/proc/${id}/status`, "latin1"));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
 /**
  * The processes inside one network namespace, kept up to date cheaply: a pid is checked
  * (one stat of /proc/PID/ns/net) only the first time it is seen.
@@ -157,11 +183,30 @@ export class NamespaceProcesses {
     return isInside;
   }
 
+  /** Whether `pid` lives in the namespace now (one stat, not remembered). */
+  private insideNow(pid: number): boolean {
+    const st = statSync(`/proc/${pid}/ns/net`, { throwIfNoEntry: false });
+    return st !== undefined && st.ino === this.ns.ino && st.dev === this.ns.dev;
+  }
+
   /**
    * Pids in the namespace, newest first (a short-lived culprit is usually the newest), checked
-   * lazily: a caller that stops at the first match stats only what it looked at.
+   * lazily: a caller that stops at the first match stats only what it looked at. The processes of
+   * the few ids just below the last one the kernel handed out come first, from a stat and a read
+   * each: listing /proc takes 0.3 ms on a quiet machine, about a third of the time a python client
+   * that exits after a rejected send keeps its socket.
    */
   *newestFirst(): Generator<number> {
+    const tried = new Set<number>();
+    for (let id = lastPid(), n = 0; id > 1 && n < RECENT_PIDS; id--, n++) {
+      if (!this.insideNow(id)) continue;
+      // The ids handed out include threads' (node, say, starts several): /proc/TID answers too,
+      // but a report names the process.
+      const pid = tgidOf(id);
+      if (pid === null || tried.has(pid)) continue;
+      tried.add(pid);
+      yield pid;
+    }
     const all: number[] = [];
     for (const name of readdirSync("/proc")) {
       const c = name.charCodeAt(0);
@@ -171,6 +216,6 @@ export class NamespaceProcesses {
     // Forget pids that are gone, so a reused pid is checked afresh.
     const live = new Set(all);
     for (const pid of this.known.keys()) if (!live.has(pid)) this.known.delete(pid);
-    for (const pid of all) if (this.inside(pid)) yield pid;
+    for (const pid of all) if (!tried.has(pid) && this.inside(pid)) yield pid;
   }
 }

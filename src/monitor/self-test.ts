@@ -8,6 +8,10 @@ import { errno, errnoName, libc } from "./netlink.ts";
 export const PROBE_ADDR = "203.0.113.1";
 export const PROBE_PORT = 9;
 
+export function isProbe(key: { dstAddr: string; dstPort: number }): boolean {
+  return key.dstAddr === PROBE_ADDR && key.dstPort === PROBE_PORT;
+}
+
 const AF_INET = 2;
 const SOCK_STREAM = 1;
 const SOCK_DGRAM = 2;

@@ -2,25 +2,25 @@
 //
 // Sources, best first: NFQUEUE holds each new TCP SYN (so its socket still exists while its owner
 // is looked up) and NFLOG reports UDP and the TCP beyond the hold's rate limit (both per
-// namespace, need only CAP_NET_ADMIN); /dev/kmsg and `dmesg --follow-new` read printk LOG lines,
-// which exist only where the kernel writes other namespaces' packet logs.
+// namespace, need only CAP_NET_ADMIN; NFLOG is read and attributed on a thread of its own, see
+// nflog-worker.ts); /dev/kmsg and `dmesg --follow-new` read printk LOG lines, which exist only
+// where the kernel writes other namespaces' packet logs.
 import { bypassEvent } from "../events/bypass-event.ts";
 import type { BypassDetect, EventLine, ProcessInfo, Source } from "../events/schema.ts";
+import type { PacketFields } from "../kernel-log/log-fields.ts";
 import { KernelLogParser } from "../kernel-log/log-parser.ts";
 import { exactPrefix } from "../kernel-log/log-prefix.ts";
-import type { PacketFields } from "../kernel-log/log-fields.ts";
 import type { HoldQueue } from "../plan/ruleset.ts";
 import type { Backend } from "../plan/sandbox-plan.ts";
 import { Attributor } from "./attribution.ts";
 import type { SocketKey } from "./procfs-sockets.ts";
 import { BypassSummarizer } from "./bypass-summary.ts";
-import { dnsQueryName } from "./dns-query.ts";
-import { decodePacket, type DecodedPacket } from "./ip-packet.ts";
+import { decodePacket, packetReport } from "./ip-packet.ts";
 import { kernelLogReachable, kmsgUsable, openDmesg, openKmsg, type LineSource } from "./kmsg-source.ts";
-import { openNflog, type NflogHandle } from "./nflog-socket.ts";
+import { startNflogThread, type NflogThread } from "./nflog-thread.ts";
 import { openNfqueue, type NfqueueHandle } from "./nfqueue-socket.ts";
 import { readRejectTotals, type RejectTotals } from "./rule-counters.ts";
-import { closeProbeFds, PROBE_ADDR, PROBE_PORT, sendProbes } from "./self-test.ts";
+import { closeProbeFds, isProbe, PROBE_ADDR, PROBE_PORT, sendProbes } from "./self-test.ts";
 
 export type MonitorChoice = "auto" | "nflog" | "kmsg" | "dmesg" | "off";
 export type MonitorSource = "nflog" | "kmsg" | "dmesg" | "off";
@@ -38,7 +38,6 @@ export interface WatchOptions {
   proxy: { addrs: readonly string[]; port: number };
   emit: (e: EventLine) => void;
   degrade: (component: string, missing: string, fix: string, still: string) => void;
-  cmdPid: () => number | null;
 }
 
 const GC_EVERY = 500;
@@ -46,7 +45,7 @@ const GC_EVERY = 500;
 const STILL = "every direct TCP/UDP connection is still rejected; only the reports are missing";
 
 export class Watch {
-  private nflog: NflogHandle | null = null;
+  private nflog: NflogThread | null = null;
   private nfqueue: NfqueueHandle | null = null;
   private lines: LineSource | null = null;
   private readonly attributor: Attributor;
@@ -56,10 +55,17 @@ export class Watch {
   private backend: Backend | null = null;
   private closed = false;
   private sinceGc = 0;
+  private cmdPid: number | null = null;
   source: MonitorSource = "off";
 
   private constructor(private readonly o: WatchOptions) {
-    this.attributor = new Attributor(o.nsPath, o.cmdPid);
+    this.attributor = new Attributor(o.nsPath, () => this.cmdPid);
+  }
+
+  /** Ancestor chains end at CMD. */
+  cmdStarted(pid: number): void {
+    this.cmdPid = pid;
+    this.nflog?.setCmdPid(pid);
   }
 
   /**
@@ -111,14 +117,13 @@ export class Watch {
 
   private openNetlink(): void {
     const o = this.o;
-    this.nflog = openNflog({
-      netns: o.nsPath,
+    this.nflog = startNflogThread({
+      nsPath: o.nsPath,
       group: o.nflogGroup,
-      onPacket: (p) => {
-        if (p.prefix !== o.prefix) return;
-        const d = decodePacket(p.payload);
-        if (d) this.packet(d, p.uid, p.gid, "nflog", false);
-      },
+      prefix: o.prefix,
+      onBypass: (b) => this.emitPacket(b.fields, b.dns, "nflog", b.process),
+      onProbe: (proto) => this.probed(proto),
+      onFailure: (why) => o.degrade("monitor-nflog", `NFLOG stopped: ${why}`, "report this as a bug", STILL),
     });
     const hold = o.hold;
     if (!hold) return;
@@ -138,7 +143,10 @@ export class Watch {
           } finally {
             p.verdict({ repeatWithMark: hold.mark });
           }
-          if (d && process) this.emitPacket(d, p.uid, p.gid, "nfqueue", process);
+          if (d && process) {
+            const { fields, dns } = packetReport(d, p.uid, p.gid);
+            this.emitPacket(fields, dns, "nfqueue", process);
+          }
         },
       });
     } catch (e) {
@@ -171,22 +179,20 @@ export class Watch {
 
   /** The process behind the packet; null for the self-test's own probes (never reported). */
   private attributeOrProbe(key: SocketKey, held: boolean): Exclude<ProcessInfo, null> | null {
-    if (this.probe && key.dstAddr === PROBE_ADDR && key.dstPort === PROBE_PORT) {
-      this.probe[key.proto] = true;
-      if (this.probe.tcp && this.probe.udp) this.probe.wake?.();
+    if (this.probe && isProbe(key)) {
+      this.probed(key.proto);
       return null;
     }
     return this.attributor.attribute(key, held);
   }
 
-  private packet(d: DecodedPacket, uid: number | null, gid: number | null, source: Source, held: boolean): void {
-    const process = this.attributeOrProbe(d, held);
-    if (process) this.emitPacket(d, uid, gid, source, process);
+  private probed(proto: "tcp" | "udp"): void {
+    if (!this.probe) return;
+    this.probe[proto] = true;
+    if (this.probe.tcp && this.probe.udp) this.probe.wake?.();
   }
 
-  private emitPacket(d: DecodedPacket, uid: number | null, gid: number | null, source: Source, process: Exclude<ProcessInfo, null>): void {
-    const fields: PacketFields = { proto: d.proto, family: d.family, srcAddr: d.srcAddr, srcPort: d.srcPort, dstAddr: d.dstAddr, dstPort: d.dstPort, uid, gid, outIf: null };
-    const dns = d.dstPort === 53 ? dnsQueryName(d.l4Payload, d.proto === "tcp") : null;
+  private emitPacket(fields: PacketFields, dns: string | null, source: Source, process: Exclude<ProcessInfo, null>): void {
     this.deliver({ ...bypassEvent({ sandbox: this.o.sandbox, source, proxy: this.o.proxy }, fields, null), process, dns_query: dns, action: this.o.action });
   }
 
@@ -215,6 +221,7 @@ export class Watch {
   async selfTest(timeoutMs = 2000): Promise<{ ok: boolean; why: string }> {
     if (this.source === "off") return { ok: false, why: "no monitor" };
     this.probe = { tcp: false, udp: false, wake: null };
+    this.nflog?.setProbing(true);
     const seen = new Promise<void>((resolve) => (this.probe!.wake = resolve));
     const t0 = performance.now();
     const sent = sendProbes(this.o.nsPath);
@@ -230,6 +237,7 @@ export class Watch {
     } finally {
       closeProbeFds(sent.fds);
       this.probe = null;
+      this.nflog?.setProbing(false);
       // Counters from here on are CMD's: the probes are not its bypasses. Both seen well within
       // TCP's first retransmit (1 s) means one packet each; otherwise the counters are asked.
       if (both && performance.now() - t0 < 900) this.baseline = { tcp: 1, udp: 1, other: 0 };
@@ -240,8 +248,10 @@ export class Watch {
   /** Lets reports of the last attempts arrive before a final summary is written. */
   async drain(): Promise<void> {
     if (this.lines) await this.lines.drain();
-    // Netlink messages already queued are read on the next turns of the event loop.
-    else if (this.nflog || this.nfqueue) await Bun.sleep(10);
+    // The NFLOG thread reads what is queued and delivers it before it stops; held packets
+    // already queued are read on the next turns of the event loop.
+    await this.nflog?.stop();
+    if (this.nfqueue) await Bun.sleep(10);
   }
 
   /** Rejected packets since CMD started, from the rule counters; null when unreadable. */

@@ -183,7 +183,6 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
       proxy: proxyAddrs,
       emit,
       degrade,
-      cmdPid: () => child?.pid ?? null,
     });
     undo.push({ what: "monitor", fn: () => watch?.close() });
     config = { ...config, ...watchRules(watch.logKind, cfg.nflogGroup, n.logPrefix) };
@@ -308,6 +307,7 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
       code = notFound ? 127 : 126;
     }
     if (child) {
+      watch?.cmdStarted(child.pid);
       await child.exited;
       stepDone("CMD");
       cmdExit = child.exitCode;

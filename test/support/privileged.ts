@@ -99,9 +99,12 @@ export function splitStderr(stderr: string): { events: Record<string, any>[]; te
   return { events, text };
 }
 
-/** Runs `proxywall ARGS` from source, with `prefix` in front (ip netns exec NS, setpriv, ...); bounded by `timeoutMs`. */
-export async function proxywall(args: string[], opts: { timeoutMs?: number; env?: Record<string, string>; stdin?: string; prefix?: string[] } = {}): Promise<Run> {
-  const p = Bun.spawn([...(opts.prefix ?? []), process.execPath, MAIN, ...args], {
+/**
+ * Runs `proxywall ARGS` from source (or the compiled binary `bin`), with `prefix` in front (ip
+ * netns exec NS, setpriv, ...); bounded by `timeoutMs`.
+ */
+export async function proxywall(args: string[], opts: { timeoutMs?: number; env?: Record<string, string>; stdin?: string; prefix?: string[]; bin?: string } = {}): Promise<Run> {
+  const p = Bun.spawn([...(opts.prefix ?? []), ...(opts.bin ? [opts.bin] : [process.execPath, MAIN]), ...args], {
     cwd: ROOT,
     stdin: opts.stdin === undefined ? "ignore" : new TextEncoder().encode(opts.stdin),
     stdout: "pipe",
