@@ -6,9 +6,10 @@ import { findSockets, NamespaceProcesses, socketHolders, type SocketEntry, type 
 import { SockDiag } from "./sock-diag.ts";
 
 /**
- * Attribution runs on the event loop the built-in proxy shares, and a held SYN waits for it. Under
- * a flood it gets at most this share of each window; attempts beyond it are reported without a
- * process (and still counted exactly in bypass_totals) so that the proxy and the verdicts keep up.
+ * A held SYN waits for its attribution, and the watch thread reads everything else meanwhile.
+ * Under a flood attribution gets at most this share of each window; attempts beyond it are
+ * reported without a process (and still counted exactly in bypass_totals) so that the verdicts
+ * and the reports keep up.
  */
 const WINDOW_MS = 100;
 const BUDGET_MS = 25;

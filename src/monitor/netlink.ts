@@ -1,16 +1,18 @@
 // The netfilter netlink socket (NETLINK_NETFILTER) shared by nflog-socket.ts and nfqueue-socket.ts:
-// libc through bun:ffi, message building and walking, the synchronous configure-and-ack step, and a
-// non-blocking reader on the event loop.
+// libc through bun:ffi, message building and walking, the synchronous configure-and-ack step, and
+// two readers: one on the event loop, one that blocks a thread of its own (readUntilWoken).
 //
 // Constants are from the kernel UAPI headers (include/uapi/linux/netlink.h, netfilter/nfnetlink.h,
 // asm-generic/socket.h, asm-generic/errno*.h), the same on x86_64 and arm64.
 //
 // Design facts (measured, see shared/BUN-NOTES.md): a blocking FFI recv freezes the event loop, so
-// the socket is SOCK_NONBLOCK and is read with `Bun.file(fd).stream()` (Bun polls the fd with
-// epoll). Bun reads from its own close-on-exec dup of the fd and closes that dup a tick or more
-// after the reader is cancelled: closeAndRelease() waits for it. A netlink socket belongs to the
-// namespace it was created in: it is created inside `inNetns` and keeps working after the thread
-// returns home. Errors for our own requests come back as NLMSG_ERROR (NETLINK_CAP_ACK set).
+// the socket is SOCK_NONBLOCK. On the event loop it is read with `Bun.file(fd).stream()` (Bun polls
+// the fd with epoll); Bun reads from its own close-on-exec dup of the fd and closes that dup a tick
+// or more after the reader is cancelled: closeAndRelease() waits for it. `proxywall run` reads on
+// a Worker's thread instead, with poll(2), which wakes within about 0.15 ms of a packet (the
+// event loop: 0.3-0.8 ms, more when busy). A netlink socket belongs to the namespace it was
+// created in: it is created inside `inNetns` and keeps working after the thread returns home.
+// Errors for our own requests come back as NLMSG_ERROR (NETLINK_CAP_ACK set).
 import { dlopen, FFIType, read, type Pointer } from "bun:ffi";
 import { readdirSync, readlinkSync } from "node:fs";
 import { inNetns } from "../sys/netns.ts";
@@ -436,48 +438,53 @@ export function wakeUp(wakeFd: number): void {
 }
 
 /**
- * Reads `fd` on the calling thread, which waits in poll() until a message or a wake-up on `wakeFd`
- * arrives, and hands each chunk to `onChunk` (valid only during the call). For a Worker: this
- * blocks its thread, which is the point (it wakes within microseconds of a packet), and would
- * freeze the event loop of the main thread. Returns once woken, after reading what was queued;
- * ENOBUFS is counted, EINTR retried, anything else thrown.
+ * Reads the sockets on the calling thread, which waits in poll() until a message or a wake-up on
+ * `wakeFd` arrives, and hands each chunk to its socket's `onChunk` (valid only during the call).
+ * For a Worker: this blocks its thread, which is the point (it wakes within microseconds of a
+ * packet), and would freeze the event loop of the main thread. Returns once woken, after reading
+ * what was queued; ENOBUFS is counted, EINTR retried, anything else thrown.
  */
-export function readUntilWoken(fd: number, wakeFd: number, onChunk: (chunk: Uint8Array) => void, stats: ReaderStats): void {
+export function readUntilWoken(sockets: { fd: number; onChunk: (chunk: Uint8Array) => void }[], wakeFd: number, stats: ReaderStats): void {
   const c = libc().symbols;
-  const fds = new Uint8Array(16); // struct pollfd[2]: int fd, short events, short revents
+  const all = [...sockets.map((s) => s.fd), wakeFd];
+  const fds = new Uint8Array(8 * all.length); // struct pollfd: int fd, short events, short revents
   const view = new DataView(fds.buffer);
-  view.setInt32(0, fd, true);
-  view.setInt16(4, POLLIN, true);
-  view.setInt32(8, wakeFd, true);
-  view.setInt16(12, POLLIN, true);
+  all.forEach((fd, i) => {
+    view.setInt32(8 * i, fd, true);
+    view.setInt16(8 * i + 4, POLLIN, true);
+  });
+  const woken = 8 * sockets.length + 6;
   const buf = new Uint8Array(THREAD_READ_BYTES);
   for (;;) {
-    view.setInt16(6, 0, true);
-    view.setInt16(14, 0, true);
-    if (c.poll(fds, 2, -1) < 0) {
+    for (let i = 0; i < all.length; i++) view.setInt16(8 * i + 6, 0, true);
+    if (c.poll(fds, all.length, -1) < 0) {
       const e = errno();
       if (e === EINTR) continue;
       throw new NetlinkError(`poll failed: ${errnoName(e)}`, e);
     }
-    if (view.getInt16(6, true) & POLLNVAL) throw new NetlinkError("the netlink socket was closed under its reader", 9);
     // Everything queued now (so a wake-up loses nothing already sent), then back to poll.
     // ENOBUFS shows as POLLERR and fails one recv.
-    for (;;) {
-      const n = Number(c.recv(fd, buf, buf.length, MSG_DONTWAIT));
-      if (n >= 0) {
-        onChunk(buf.subarray(0, n));
-        continue;
+    sockets.forEach(({ fd, onChunk }, i) => {
+      const revents = view.getInt16(8 * i + 6, true);
+      if (revents === 0) return;
+      if (revents & POLLNVAL) throw new NetlinkError("a netlink socket was closed under its reader", 9);
+      for (;;) {
+        const n = Number(c.recv(fd, buf, buf.length, MSG_DONTWAIT));
+        if (n >= 0) {
+          onChunk(buf.subarray(0, n));
+          continue;
+        }
+        const e = errno();
+        if (e === EAGAIN) break;
+        if (e === EINTR) continue;
+        if (e === ENOBUFS) {
+          stats.enobufs++;
+          continue;
+        }
+        throw new NetlinkError(`recv failed: ${errnoName(e)}`, e);
       }
-      const e = errno();
-      if (e === EAGAIN) break;
-      if (e === EINTR) continue;
-      if (e === ENOBUFS) {
-        stats.enobufs++;
-        continue;
-      }
-      throw new NetlinkError(`recv failed: ${errnoName(e)}`, e);
-    }
-    if (view.getInt16(14, true) !== 0) return;
+    });
+    if (view.getInt16(woken, true) !== 0) return;
   }
 }
 

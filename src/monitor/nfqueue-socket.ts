@@ -24,6 +24,7 @@ import {
   errnoName,
   setReceiveBuffer,
   listenForPackets,
+  type PacketFormat,
 } from "./netlink.ts";
 
 const NFQNL_MSG_PACKET = 0;
@@ -117,20 +118,23 @@ function checkInt(name: string, v: number, min: number, max: number): void {
   if (!Number.isInteger(v) || v < min || v > max) throw new RangeError(`${name} must be an integer in ${min}..${max}, got ${v}`);
 }
 
+/** What binding a queue needs: everything in NfqueueOptions but the callbacks. */
+export type NfqueueBinding = Omit<NfqueueOptions, "onPacket" | "onError">;
+
 /**
- * Binds queue `queue` in the namespace and starts delivering its packets. Created, bound and
- * configured synchronously: copy mode packet with copyRange, queue max length, uid/gid requested
- * (NFQA_CFG_F_UID_GID) and fail-open off (a full queue drops rather than lets packets through).
- * Throws NetlinkError when the queue cannot be bound: EPERM when another socket holds it.
+ * Binds queue `queue` in the namespace and configures it, synchronously: copy mode packet with
+ * copyRange, queue max length, uid/gid requested (NFQA_CFG_F_UID_GID) and fail-open off (a full
+ * queue drops rather than lets packets through). Returns the non-blocking fd and whatever was
+ * read while configuring. Throws NetlinkError when the queue cannot be bound: EPERM when another
+ * socket holds it.
  */
-export function openNfqueue(opts: NfqueueOptions): NfqueueHandle {
+export function bindNfqueue(opts: NfqueueBinding): { fd: number; early: Uint8Array[] } {
   const copyRange = opts.copyRange ?? 512;
   const maxLen = opts.maxLen ?? DEFAULT_MAX_LEN;
   checkInt("queue", opts.queue, 0, 0xffff);
   checkInt("copyRange", copyRange, 1, MAX_COPY_RANGE);
   checkInt("maxLen", maxLen, 1, 0xffffffff);
   const where = opts.netns ?? "the current network namespace";
-  const onError = opts.onError ?? (() => {});
   const queue = opts.queue;
 
   const { fd } = openNetfilterSocket(opts.netns);
@@ -175,8 +179,22 @@ export function openNfqueue(opts: NfqueueOptions): NfqueueHandle {
     closeFd(fd);
     throw e;
   }
+  return { fd, early };
+}
 
-  let closed = false;
+export const NFQUEUE_FORMAT: PacketFormat = { type: (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET, maxAttr: NFQA_MAX_USED, headerAttr: NFQA_PACKET_HDR, headerLen: 7 };
+
+/**
+ * Turns the packet messages of queue `queue` (read from `fd`) into QueuedPackets whose verdict()
+ * answers on `fd`, for `onPacket`. Verdicts are ignored once `closed()` says so.
+ */
+export function queuedPackets(
+  fd: number,
+  queue: number,
+  onPacket: (p: QueuedPacket) => void,
+  onError: (e: Error) => void,
+  closed: () => boolean,
+): (attrs: (Uint8Array | undefined)[], hdr: Uint8Array) => void {
   let seq = 100;
   const sendVerdict = (id: number, v: Verdict) => {
     let msg: NfnlMessage;
@@ -199,31 +217,29 @@ export function openNfqueue(opts: NfqueueOptions): NfqueueHandle {
     if (err !== 0) onError(new NetlinkError(`verdict for packet ${id} on queue ${queue}: ${errnoName(err)}`, err));
     return true;
   };
+  // struct nfqnl_msg_packet_hdr (packed): be32 packet_id, be16 hw_protocol, u8 hook
+  return (attrs, hdr) => {
+    const id = be32(hdr)!;
+    let answered = false;
+    onPacket({
+      id,
+      payload: (attrs[NFQA_PAYLOAD] ?? new Uint8Array(0)).slice(),
+      uid: be32(attrs[NFQA_UID]),
+      gid: be32(attrs[NFQA_GID]),
+      hwProtocol: be16(hdr, 4)!,
+      hook: hdr[6]!,
+      verdict(v) {
+        if (answered || closed()) return;
+        if (sendVerdict(id, v)) answered = true;
+      },
+    });
+  };
+}
 
-  const format = { type: (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET, maxAttr: NFQA_MAX_USED, headerAttr: NFQA_PACKET_HDR, headerLen: 7 };
-  return listenForPackets(
-    fd,
-    early,
-    format,
-    // struct nfqnl_msg_packet_hdr (packed): be32 packet_id, be16 hw_protocol, u8 hook
-    (attrs, hdr) => {
-      const id = be32(hdr)!;
-      let answered = false;
-      opts.onPacket({
-        id,
-        payload: (attrs[NFQA_PAYLOAD] ?? new Uint8Array(0)).slice(),
-        uid: be32(attrs[NFQA_UID]),
-        gid: be32(attrs[NFQA_GID]),
-        hwProtocol: be16(hdr, 4)!,
-        hook: hdr[6]!,
-        verdict(v) {
-          if (answered || closed) return;
-          if (sendVerdict(id, v)) answered = true;
-        },
-      });
-    },
-    onError,
-    `NFQUEUE queue ${queue}`,
-    () => (closed = true),
-  );
+/** Binds the queue (bindNfqueue) and delivers its packets on the event loop, never inside openNfqueue(). */
+export function openNfqueue(opts: NfqueueOptions): NfqueueHandle {
+  const { fd, early } = bindNfqueue(opts);
+  const onError = opts.onError ?? (() => {});
+  let closed = false;
+  return listenForPackets(fd, early, NFQUEUE_FORMAT, queuedPackets(fd, opts.queue, opts.onPacket, onError, () => closed), onError, `NFQUEUE queue ${opts.queue}`, () => (closed = true));
 }

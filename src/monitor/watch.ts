@@ -2,8 +2,8 @@
 //
 // Sources, best first: NFQUEUE holds each new TCP SYN (so its socket still exists while its owner
 // is looked up) and NFLOG reports UDP and the TCP beyond the hold's rate limit (both per
-// namespace, need only CAP_NET_ADMIN; NFLOG is read and attributed on a thread of its own, see
-// nflog-worker.ts); /dev/kmsg and `dmesg --follow-new` read printk LOG lines, which exist only
+// namespace, need only CAP_NET_ADMIN; both are read, attributed and answered on a thread of their
+// own, see watch-worker.ts); /dev/kmsg and `dmesg --follow-new` read printk LOG lines, which exist only
 // where the kernel writes other namespaces' packet logs.
 import { bypassEvent } from "../events/bypass-event.ts";
 import type { BypassDetect, EventLine, ProcessInfo, Source } from "../events/schema.ts";
@@ -15,12 +15,11 @@ import type { Backend } from "../plan/sandbox-plan.ts";
 import { Attributor } from "./attribution.ts";
 import type { SocketKey } from "./procfs-sockets.ts";
 import { BypassSummarizer } from "./bypass-summary.ts";
-import { decodePacket, packetReport } from "./ip-packet.ts";
 import { kernelLogReachable, kmsgUsable, openDmesg, openKmsg, type LineSource } from "./kmsg-source.ts";
-import { startNflogThread, type NflogThread } from "./nflog-thread.ts";
-import { openNfqueue, type NfqueueHandle } from "./nfqueue-socket.ts";
 import { readRejectTotals, type RejectTotals } from "./rule-counters.ts";
+import { GcPacer } from "../sys/gc-pacer.ts";
 import { closeProbeFds, isProbe, PROBE_ADDR, PROBE_PORT, sendProbes } from "./self-test.ts";
+import { startWatchThread, type WatchThread } from "./watch-thread.ts";
 
 export type MonitorChoice = "auto" | "nflog" | "kmsg" | "dmesg" | "off";
 export type MonitorSource = "nflog" | "kmsg" | "dmesg" | "off";
@@ -40,32 +39,29 @@ export interface WatchOptions {
   degrade: (component: string, missing: string, fix: string, still: string) => void;
 }
 
-const GC_EVERY = 500;
-
 const STILL = "every direct TCP/UDP connection is still rejected; only the reports are missing";
 
 export class Watch {
-  private nflog: NflogThread | null = null;
-  private nfqueue: NfqueueHandle | null = null;
+  /** NFLOG and NFQUEUE, on a thread of their own. */
+  private thread: WatchThread | null = null;
   private lines: LineSource | null = null;
-  private readonly attributor: Attributor;
+  /** For kernel-log lines, read on this thread; made when first needed. */
+  private attributor: Attributor | null = null;
   readonly summary = new BypassSummarizer();
   private probe: { tcp: boolean; udp: boolean; wake: (() => void) | null } | null = null;
   private baseline: RejectTotals | null = null;
   private backend: Backend | null = null;
   private closed = false;
-  private sinceGc = 0;
+  private readonly gc = new GcPacer();
   private cmdPid: number | null = null;
   source: MonitorSource = "off";
 
-  private constructor(private readonly o: WatchOptions) {
-    this.attributor = new Attributor(o.nsPath, () => this.cmdPid);
-  }
+  private constructor(private readonly o: WatchOptions) {}
 
   /** Ancestor chains end at CMD. */
   cmdStarted(pid: number): void {
     this.cmdPid = pid;
-    this.nflog?.setCmdPid(pid);
+    this.thread?.setCmdPid(pid);
   }
 
   /**
@@ -117,43 +113,14 @@ export class Watch {
 
   private openNetlink(): void {
     const o = this.o;
-    this.nflog = startNflogThread({
+    this.thread = startWatchThread({
       nsPath: o.nsPath,
-      group: o.nflogGroup,
-      prefix: o.prefix,
-      onBypass: (b) => this.emitPacket(b.fields, b.dns, "nflog", b.process),
+      log: { group: o.nflogGroup, prefix: o.prefix },
+      hold: o.hold ? { queue: o.hold.num, mark: o.hold.mark } : null,
+      onBypass: (b) => this.emitPacket(b.fields, b.dns, b.source, b.process),
       onProbe: (proto) => this.probed(proto),
-      onFailure: (why) => o.degrade("monitor-nflog", `NFLOG stopped: ${why}`, "report this as a bug", STILL),
+      onFailure: (why) => o.degrade("monitor-nflog", `the NFLOG/NFQUEUE reader stopped: ${why}`, "report this as a bug", STILL),
     });
-    const hold = o.hold;
-    if (!hold) return;
-    try {
-      this.nfqueue = openNfqueue({
-        netns: o.nsPath,
-        queue: hold.num,
-        onPacket: (p) => {
-          const d = decodePacket(p.payload);
-          // Attribution needs the socket, so the verdict waits for it; it is a reject either way,
-          // and it is given whatever the lookup does: a held SYN with no verdict would hang CMD.
-          let process: ProcessInfo = null;
-          try {
-            process = d ? this.attributeOrProbe(d, true) : null;
-          } catch (e) {
-            process = { resolved: false, why: `lookup failed: ${(e as Error).message}` };
-          } finally {
-            p.verdict({ repeatWithMark: hold.mark });
-          }
-          if (d && process) {
-            const { fields, dns } = packetReport(d, p.uid, p.gid);
-            this.emitPacket(fields, dns, "nfqueue", process);
-          }
-        },
-      });
-    } catch (e) {
-      void this.nflog.close();
-      this.nflog = null;
-      throw e;
-    }
   }
 
   /** The log rules the fence must carry for this source. */
@@ -169,12 +136,12 @@ export class Watch {
   /** After the fence is in: drop what it could not carry (this kernel lacked NFQUEUE, say). */
   fenceInstalled(backend: Backend | null, features: { queue: boolean; log: boolean }): void {
     this.backend = backend;
-    if (!features.queue) void this.nfqueue?.close().finally(() => (this.nfqueue = null));
-    if (!features.log) {
-      void this.nflog?.close().finally(() => (this.nflog = null));
+    // A socket the rules do not feed stays open but idle until close().
+    if (!features.log && !(features.queue && this.thread)) {
+      void this.thread?.close().finally(() => (this.thread = null));
       void this.lines?.close().finally(() => (this.lines = null));
+      this.source = "off";
     }
-    if (!(features.queue && this.nfqueue) && !features.log) this.source = "off";
   }
 
   /** The process behind the packet; null for the self-test's own probes (never reported). */
@@ -183,6 +150,7 @@ export class Watch {
       this.probed(key.proto);
       return null;
     }
+    this.attributor ??= new Attributor(this.o.nsPath, () => this.cmdPid);
     return this.attributor.attribute(key, held);
   }
 
@@ -206,12 +174,7 @@ export class Watch {
   private deliver(e: BypassDetect): void {
     this.summary.add(e);
     this.o.emit(e);
-    // A flood makes garbage fast (/proc reads, lines); JSC grows its heap rather than collect
-    // eagerly. A full collection every few hundred reports keeps proxywall's memory flat.
-    if (++this.sinceGc >= GC_EVERY) {
-      this.sinceGc = 0;
-      Bun.gc(true);
-    }
+    this.gc.tick();
   }
 
   /**
@@ -221,7 +184,7 @@ export class Watch {
   async selfTest(timeoutMs = 2000): Promise<{ ok: boolean; why: string }> {
     if (this.source === "off") return { ok: false, why: "no monitor" };
     this.probe = { tcp: false, udp: false, wake: null };
-    this.nflog?.setProbing(true);
+    this.thread?.setProbing(true);
     const seen = new Promise<void>((resolve) => (this.probe!.wake = resolve));
     const t0 = performance.now();
     const sent = sendProbes(this.o.nsPath);
@@ -237,7 +200,7 @@ export class Watch {
     } finally {
       closeProbeFds(sent.fds);
       this.probe = null;
-      this.nflog?.setProbing(false);
+      this.thread?.setProbing(false);
       // Counters from here on are CMD's: the probes are not its bypasses. Both seen well within
       // TCP's first retransmit (1 s) means one packet each; otherwise the counters are asked.
       if (both && performance.now() - t0 < 900) this.baseline = { tcp: 1, udp: 1, other: 0 };
@@ -248,10 +211,8 @@ export class Watch {
   /** Lets reports of the last attempts arrive before a final summary is written. */
   async drain(): Promise<void> {
     if (this.lines) await this.lines.drain();
-    // The NFLOG thread reads what is queued and delivers it before it stops; held packets
-    // already queued are read on the next turns of the event loop.
-    await this.nflog?.stop();
-    if (this.nfqueue) await Bun.sleep(10);
+    // The thread reads what is queued and delivers it before it stops.
+    await this.thread?.stop();
   }
 
   /** Rejected packets since CMD started, from the rule counters; null when unreadable. */
@@ -265,13 +226,13 @@ export class Watch {
 
   /** Packet messages the kernel dropped because proxywall fell behind. */
   get lost(): number {
-    return (this.nflog?.stats.enobufs ?? 0) + (this.nfqueue?.stats.enobufs ?? 0) + (this.lines?.stats.lost ?? 0);
+    return (this.thread?.enobufs ?? 0) + (this.lines?.stats.lost ?? 0);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.all([this.nflog?.close(), this.nfqueue?.close(), this.lines?.close()]);
-    this.attributor.close();
+    await Promise.all([this.thread?.close(), this.lines?.close()]);
+    this.attributor?.close();
   }
 }
