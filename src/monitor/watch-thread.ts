@@ -9,7 +9,7 @@ import { bindNflog } from "./nflog-socket.ts";
 import { bindNfqueue } from "./nfqueue-socket.ts";
 
 /** Slots of the Int32Array both threads share. */
-export const SHARED = { cmdPid: 0, probing: 1, enobufs: 2, size: 3 } as const;
+export const SHARED = { cmdPid: 0, probing: 1, enobufs: 2, heapKiB: 3, size: 4 } as const;
 
 interface Bound {
   fd: number;
@@ -47,6 +47,8 @@ export interface WatchThreadOptions {
 export interface WatchThread {
   /** Packet messages the kernel dropped because the thread fell behind (ENOBUFS). */
   readonly enobufs: number;
+  /** The thread's JS heap in bytes, as of its last packet (PROXYWALL_DEBUG's memory line). */
+  readonly heapBytes: number;
   /** Ancestor chains end at CMD. */
   setCmdPid(pid: number): void;
   /** While on, packets to the self-test's address are probes, not bypasses. */
@@ -110,6 +112,9 @@ export function startWatchThread(o: WatchThreadOptions): WatchThread {
   return {
     get enobufs() {
       return Atomics.load(shared, SHARED.enobufs);
+    },
+    get heapBytes() {
+      return Atomics.load(shared, SHARED.heapKiB) * 1024;
     },
     setCmdPid: (pid) => Atomics.store(shared, SHARED.cmdPid, pid),
     setProbing: (on) => Atomics.store(shared, SHARED.probing, on ? 1 : 0),

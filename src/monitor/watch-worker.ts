@@ -9,6 +9,7 @@
 // This thread waits in poll(), at real-time priority while it is cheap (thread-priority.ts). Held
 // SYNs are here too, so no verdict waits for the proxy's work, and the proxy never waits for a
 // lookup.
+import { heapSize } from "bun:jsc";
 import type { ProcessInfo } from "../events/schema.ts";
 import { GcPacer } from "../sys/gc-pacer.ts";
 import { setRealtime } from "../sys/sched.ts";
@@ -98,6 +99,7 @@ function run(init: WatchThreadInit): void {
           const t0 = performance.now();
           onChunk(chunk);
           Atomics.store(shared, SHARED.enobufs, stats.enobufs);
+          Atomics.store(shared, SHARED.heapKiB, heapSize() >>> 10);
           priority.account(performance.now() - t0);
         },
       })),

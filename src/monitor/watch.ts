@@ -224,6 +224,11 @@ export class Watch {
     return { tcp: now.tcp - b.tcp, udp: now.udp - b.udp, other: now.other - b.other };
   }
 
+  /** The watch thread's JS heap in bytes (0 without one). */
+  get threadHeapBytes(): number {
+    return this.thread?.heapBytes ?? 0;
+  }
+
   /** Packet messages the kernel dropped because proxywall fell behind. */
   get lost(): number {
     return (this.thread?.enobufs ?? 0) + (this.lines?.stats.lost ?? 0);

@@ -273,7 +273,9 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
       if (final) await watch.drain();
       if (process.env.PROXYWALL_DEBUG) {
         const m = process.memoryUsage();
-        diag.debug(`memory: rss ${(m.rss / 1e6).toFixed(1)} MB, JS heap ${(m.heapUsed / 1e6).toFixed(1)} of ${(m.heapTotal / 1e6).toFixed(1)} MB, external ${(m.external / 1e6).toFixed(1)} MB`);
+        diag.debug(
+          `memory: rss ${(m.rss / 1e6).toFixed(1)} MB, JS heap ${(m.heapUsed / 1e6).toFixed(1)} of ${(m.heapTotal / 1e6).toFixed(1)} MB, external ${(m.external / 1e6).toFixed(1)} MB, watch thread heap ${(watch.threadHeapBytes / 1e6).toFixed(1)} MB`,
+        );
       }
       for (const line of watch.summary.lines(id, final)) emit(line);
       const t = await watch.totals();
