@@ -4,6 +4,7 @@
 // kernel itself says what it supports. Nothing here needs root: without privileges the checks
 // that need them report what is missing instead of trying.
 import { openNflog } from "../monitor/nflog-socket.ts";
+import { setRealtime } from "../sys/sched.ts";
 import { closeSync, constants as fsc, existsSync, openSync, readFileSync, readlinkSync } from "node:fs";
 import * as v from "valibot";
 import { renderIptables } from "../plan/render-iptables.ts";
@@ -37,6 +38,7 @@ export const CHECK_NAMES = [
   "initial-netns",
   "userns",
   "monitor",
+  "realtime",
   "cleanup",
 ] as const;
 export type CheckName = (typeof CHECK_NAMES)[number];
@@ -125,6 +127,21 @@ const RUN_AS_ROOT = "run as root (or grant CAP_NET_ADMIN and CAP_SYS_ADMIN, e.g.
 // NFLOG netlink socket: bind a group with the monitor's own code, inside the scratch namespace.
 
 /** Binds NFLOG `group` in the namespace and lets it go again; null on success, else why not. */
+/** Whether the watch thread can run at real-time priority: tried on this thread, then undone. */
+function checkRealtime(): Check {
+  if (setRealtime(true)) {
+    setRealtime(false);
+    return ok("realtime", false, "the watch thread can run at real-time priority (SCHED_FIFO 1) while it is not flooded");
+  }
+  return bad(
+    "realtime",
+    "warn",
+    false,
+    "no real-time priority (CAP_SYS_NICE or RLIMIT_RTPRIO): the watch thread can wait for a CPU, and a UDP client that exits within a few milliseconds of its attempt may then be reported without its process",
+    "grant CAP_SYS_NICE (docker run --cap-add SYS_NICE)",
+  );
+}
+
 async function probeNflogBind(nsPath: string, group: number): Promise<string | null> {
   try {
     await openNflog({ netns: nsPath, group, onPacket: () => {} }).close();
@@ -545,6 +562,8 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<DoctorReport>
       bad("monitor", "warn", false, `none would report bypass attempts (nflog: ${nflogWhyNot}; kmsg: ${kmsgWhyNot})`, netAdmin ? "modprobe nfnetlink_log" : RUN_AS_ROOT),
     );
   }
+
+  checks.push(checkRealtime());
 
   const sc = cleanup.scratch;
   if (!sc) checks.push(ok("cleanup", true, "nothing was created"));
