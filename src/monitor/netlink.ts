@@ -440,7 +440,7 @@ export function wakeUp(wakeFd: number): void {
 /**
  * Reads the sockets on the calling thread, which waits in poll() until a message or a wake-up on
  * `wakeFd` arrives, and hands each chunk to its socket's `onChunk` (valid only during the call).
- * For a Worker: this blocks its thread, which is the point (it wakes within microseconds of a
+ * For a Worker: this blocks its thread, which is the point (it wakes about 0.15 ms after a
  * packet), and would freeze the event loop of the main thread. Returns once woken, after reading
  * what was queued; ENOBUFS is counted, EINTR retried, anything else thrown.
  */

@@ -172,21 +172,21 @@ export class NamespaceProcesses {
   inside(pid: number): boolean {
     let isInside = this.known.get(pid);
     if (isInside === undefined) {
-      try {
-        const st = statSync(`/proc/${pid}/ns/net`);
-        isInside = st.ino === this.ns.ino && st.dev === this.ns.dev;
-      } catch {
-        return false;
-      }
-      this.known.set(pid, isInside);
+      const now = this.insideNow(pid);
+      if (now === null) return false;
+      this.known.set(pid, (isInside = now));
     }
     return isInside;
   }
 
-  /** Whether `pid` lives in the namespace now (one stat, not remembered). */
-  private insideNow(pid: number): boolean {
-    const st = statSync(`/proc/${pid}/ns/net`, { throwIfNoEntry: false });
-    return st !== undefined && st.ino === this.ns.ino && st.dev === this.ns.dev;
+  /** Whether `pid` lives in the namespace now (one stat, not remembered); null when it cannot be told (gone). */
+  private insideNow(pid: number): boolean | null {
+    try {
+      const st = statSync(`/proc/${pid}/ns/net`);
+      return st.ino === this.ns.ino && st.dev === this.ns.dev;
+    } catch {
+      return null;
+    }
   }
 
   /**
@@ -199,7 +199,7 @@ export class NamespaceProcesses {
   *newestFirst(): Generator<number> {
     const tried = new Set<number>();
     for (let id = lastPid(), n = 0; id > 1 && n < RECENT_PIDS; id--, n++) {
-      if (!this.insideNow(id)) continue;
+      if (this.insideNow(id) !== true) continue;
       // The ids handed out include threads' (node, say, starts several): /proc/TID answers too,
       // but a report names the process.
       const pid = tgidOf(id);

@@ -3,8 +3,8 @@
 // Sources, best first: NFQUEUE holds each new TCP SYN (so its socket still exists while its owner
 // is looked up) and NFLOG reports UDP and the TCP beyond the hold's rate limit (both per
 // namespace, need only CAP_NET_ADMIN; both are read, attributed and answered on a thread of their
-// own, see watch-worker.ts); /dev/kmsg and `dmesg --follow-new` read printk LOG lines, which exist only
-// where the kernel writes other namespaces' packet logs.
+// own, see watch-worker.ts); /dev/kmsg and `dmesg --follow-new` read printk LOG lines, which exist
+// only where the kernel writes other namespaces' packet logs.
 import { bypassEvent } from "../events/bypass-event.ts";
 import type { BypassDetect, EventLine, ProcessInfo, Source } from "../events/schema.ts";
 import type { PacketFields } from "../kernel-log/log-fields.ts";
@@ -133,7 +133,7 @@ export class Watch {
     this.fenceInstalled(null, { queue: false, log: features.log });
   }
 
-  /** After the fence is in: drop what it could not carry (this kernel lacked NFQUEUE, say). */
+  /** After the fence is in: stop watching when its rules feed no source (no log rules, no hold). */
   fenceInstalled(backend: Backend | null, features: { queue: boolean; log: boolean }): void {
     this.backend = backend;
     // A socket the rules do not feed stays open but idle until close().
