@@ -428,6 +428,24 @@ describePrivileged("bypass detection (real kernel, real clients)", () => {
     expect(detects.length).toBeLessThan(30);
   });
 
+  test("NFLOG: a burst of 40 datagrams as CMD's last act: 40 lines, summed 40 in the final summary, totals 40, none lost", async () => {
+    for (let round = 0; round < 3; round++) {
+      // exec: the burst is CMD itself, so proxywall's teardown starts the moment it exits.
+      const r = await runOuter(["--summary-interval", "0", "--", "bash", "-c", `exec "$PW_PYTHON" -c "$PW_PY" burst 198.51.100.53 ${DNS_NAME} 40`], {
+        env: clientEnv(exe.python),
+      });
+      expectValid(r.events);
+      const detects = eventsOf(r.events, "bypass_detect");
+      const summed = eventsOf(r.events, "bypass_summary").reduce((n, e) => n + e.count, 0);
+      expect({ round, detects: detects.length, summed, totals: eventsOf(r.events, "bypass_totals")[0] }).toMatchObject({
+        round,
+        detects: 40,
+        summed: 40,
+        totals: { udp: 40, events: 40, lost: 0 },
+      });
+    }
+  });
+
   test("--monitor off: no monitor, no lines, and the rejects still hold", async () => {
     const script = `curl -sS --noproxy "*" -m 2 http://198.51.100.7:443/ 2>/dev/null; echo "rc=$?"`;
     const r = await runOuter(["--monitor", "off", "--", "sh", "-c", script]);
