@@ -351,6 +351,41 @@ export function request(fd: number, msg: Uint8Array, seq: number, what: string):
   throw new NetlinkError(`${what}: no acknowledgement from the kernel`, 0);
 }
 
+export function checkInt(name: string, v: number, min: number, max: number): void {
+  if (!Number.isInteger(v) || v < min || v > max) throw new RangeError(`${name} must be an integer in ${min}..${max}, got ${v}`);
+}
+
+/**
+ * A netfilter socket in `netns` with a receive buffer of `recvBufferBytes`, configured by
+ * `configure` (its requests; it returns what they read on the way). Closed again if that throws.
+ */
+export function openConfigured(netns: string | null, recvBufferBytes: number, configure: (fd: number) => Uint8Array[]): { fd: number; early: Uint8Array[] } {
+  const { fd } = openNetfilterSocket(netns);
+  try {
+    setReceiveBuffer(fd, recvBufferBytes);
+    return { fd, early: configure(fd) };
+  } catch (e) {
+    closeFd(fd);
+    throw e;
+  }
+}
+
+/**
+ * request() for binding an NFLOG group or NFQUEUE queue (`what` names it, `noun` says which). The
+ * kernel answers EPERM when another socket holds it (EBUSY only when this socket binds it twice);
+ * EPERM also means no CAP_NET_ADMIN over the namespace, and the error says both.
+ */
+export function requestBind(fd: number, msg: Uint8Array, what: string, noun: "group" | "queue"): Uint8Array[] {
+  try {
+    return request(fd, msg, 1, what);
+  } catch (e) {
+    if (e instanceof NetlinkError && e.errno === 1) {
+      throw new NetlinkError(`${e.message}: the ${noun} is bound by another socket, or this process lacks CAP_NET_ADMIN there`, e.errno);
+    }
+    throw e;
+  }
+}
+
 export interface ReaderStats {
   enobufs: number;
 }

@@ -11,15 +11,14 @@
 import {
   be16,
   be32,
-  closeFd,
-  NetlinkError,
+  checkInt,
   NfnlMessage,
   NFNL_SUBSYS_ULOG,
   NLM_F_ACK,
   NLM_F_REQUEST,
-  openNetfilterSocket,
+  openConfigured,
   request,
-  setReceiveBuffer,
+  requestBind,
   listenForPackets,
   type PacketFormat,
 } from "./netlink.ts";
@@ -91,10 +90,6 @@ export interface NflogOptions {
   onError?: (e: Error) => void;
 }
 
-function checkInt(name: string, v: number, min: number, max: number): void {
-  if (!Number.isInteger(v) || v < min || v > max) throw new RangeError(`${name} must be an integer in ${min}..${max}, got ${v}`);
-}
-
 const decoder = new TextDecoder();
 
 function cString(a: Uint8Array | undefined): string {
@@ -119,23 +114,11 @@ export function bindNflog(opts: NflogBinding): { fd: number; early: Uint8Array[]
   checkInt("copyRange", copyRange, 1, MAX_COPY_RANGE);
   const where = opts.netns ?? "the current network namespace";
 
-  const { fd } = openNetfilterSocket(opts.netns);
-  const early: Uint8Array[] = [];
-  try {
-    setReceiveBuffer(fd, opts.recvBufferBytes ?? DEFAULT_RECV_BUFFER);
+  return openConfigured(opts.netns, opts.recvBufferBytes ?? DEFAULT_RECV_BUFFER, (fd) => {
     const type = NFULNL_MSG_CONFIG;
     const flags = NLM_F_REQUEST | NLM_F_ACK;
     const bind = new NfnlMessage(NFNL_SUBSYS_ULOG, type, flags, 1, opts.group).addU8(NFULA_CFG_CMD, NFULNL_CFG_CMD_BIND);
-    try {
-      early.push(...request(fd, bind.bytes(), 1, `NFLOG group ${opts.group} in ${where}`));
-    } catch (e) {
-      // The kernel answers EPERM when another socket holds the group (EBUSY only when this
-      // socket binds it twice); EPERM also means no CAP_NET_ADMIN over the namespace.
-      if (e instanceof NetlinkError && e.errno === 1) {
-        throw new NetlinkError(`${e.message}: the group is bound by another socket, or this process lacks CAP_NET_ADMIN there`, e.errno);
-      }
-      throw e;
-    }
+    const early = requestBind(fd, bind.bytes(), `NFLOG group ${opts.group} in ${where}`, "group");
     const mode = new Uint8Array(6); // struct nfulnl_msg_config_mode (packed): be32 copy_range, u8 mode, u8 pad
     new DataView(mode.buffer).setUint32(0, copyRange, false);
     mode[4] = NFULNL_COPY_PACKET;
@@ -143,11 +126,8 @@ export function bindNflog(opts: NflogBinding): { fd: number; early: Uint8Array[]
       .add(NFULA_CFG_MODE, mode)
       .addBe32(NFULA_CFG_QTHRESH, 1);
     early.push(...request(fd, config.bytes(), 2, `configuring NFLOG group ${opts.group} in ${where}`));
-  } catch (e) {
-    closeFd(fd);
-    throw e;
-  }
-  return { fd, early };
+    return early;
+  });
 }
 
 export const NFLOG_FORMAT: PacketFormat = { type: (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET, maxAttr: NFULA_MAX_USED, headerAttr: NFULA_PACKET_HDR, headerLen: 3 };

@@ -12,17 +12,17 @@
 import {
   be16,
   be32,
-  closeFd,
+  checkInt,
   NetlinkError,
   NfnlMessage,
   NFNL_SUBSYS_QUEUE,
   NLM_F_ACK,
   NLM_F_REQUEST,
-  openNetfilterSocket,
+  openConfigured,
   request,
+  requestBind,
   sendRaw,
   errnoName,
-  setReceiveBuffer,
   listenForPackets,
   type PacketFormat,
 } from "./netlink.ts";
@@ -114,10 +114,6 @@ export interface NfqueueOptions {
   onError?: (e: Error) => void;
 }
 
-function checkInt(name: string, v: number, min: number, max: number): void {
-  if (!Number.isInteger(v) || v < min || v > max) throw new RangeError(`${name} must be an integer in ${min}..${max}, got ${v}`);
-}
-
 /** What binding a queue needs: everything in NfqueueOptions but the callbacks. */
 export type NfqueueBinding = Omit<NfqueueOptions, "onPacket" | "onError">;
 
@@ -137,26 +133,14 @@ export function bindNfqueue(opts: NfqueueBinding): { fd: number; early: Uint8Arr
   const where = opts.netns ?? "the current network namespace";
   const queue = opts.queue;
 
-  const { fd } = openNetfilterSocket(opts.netns);
-  const early: Uint8Array[] = [];
-  try {
-    setReceiveBuffer(fd, opts.recvBufferBytes ?? DEFAULT_RECV_BUFFER);
+  return openConfigured(opts.netns, opts.recvBufferBytes ?? DEFAULT_RECV_BUFFER, (fd) => {
     const flags = NLM_F_REQUEST | NLM_F_ACK;
     // struct nfqnl_msg_config_cmd: u8 command, u8 pad, be16 pf (pf only for the obsolete PF_BIND)
     const bind = new NfnlMessage(NFNL_SUBSYS_QUEUE, NFQNL_MSG_CONFIG, flags, 1, queue).add(
       NFQA_CFG_CMD,
       Uint8Array.of(NFQNL_CFG_CMD_BIND, 0, 0, 0),
     );
-    try {
-      early.push(...request(fd, bind.bytes(), 1, `NFQUEUE queue ${queue} in ${where}`));
-    } catch (e) {
-      // The kernel answers EPERM when another socket holds the queue (EBUSY only when this
-      // socket binds it twice); EPERM also means no CAP_NET_ADMIN over the namespace.
-      if (e instanceof NetlinkError && e.errno === 1) {
-        throw new NetlinkError(`${e.message}: the queue is bound by another socket, or this process lacks CAP_NET_ADMIN there`, e.errno);
-      }
-      throw e;
-    }
+    const early = requestBind(fd, bind.bytes(), `NFQUEUE queue ${queue} in ${where}`, "queue");
     const params = new Uint8Array(5); // struct nfqnl_msg_config_params (packed): be32 copy_range, u8 mode
     new DataView(params.buffer).setUint32(0, copyRange, false);
     params[4] = NFQNL_COPY_PACKET;
@@ -175,11 +159,8 @@ export function bindNfqueue(opts: NfqueueBinding): { fd: number; early: Uint8Arr
       if (!(e instanceof NetlinkError && e.errno === EOPNOTSUPP)) throw e;
       early.push(...request(fd, config(3, false), 3, what));
     }
-  } catch (e) {
-    closeFd(fd);
-    throw e;
-  }
-  return { fd, early };
+    return early;
+  });
 }
 
 export const NFQUEUE_FORMAT: PacketFormat = { type: (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET, maxAttr: NFQA_MAX_USED, headerAttr: NFQA_PACKET_HDR, headerLen: 7 };

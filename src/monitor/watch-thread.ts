@@ -18,7 +18,7 @@ interface Bound {
 
 export interface WatchThreadInit {
   /** NFLOG: reports of rejected packets whose log prefix is `prefix`. */
-  log: (Bound & { prefix: string }) | null;
+  log: Bound & { prefix: string };
   /** NFQUEUE: held TCP SYNs, each answered with a repeat carrying `mark` once attributed. */
   hold: (Bound & { queue: number; mark: number }) | null;
   /** An eventfd: written once, it ends the reading (after what is queued has been read). */
@@ -72,13 +72,11 @@ export function startWatchThread(o: WatchThreadOptions): WatchThread {
   const opened: number[] = [];
   let init: WatchThreadInit;
   try {
-    const log = bindNflog({ netns: o.nsPath, group: o.log.group });
+    const log = { ...bindNflog({ netns: o.nsPath, group: o.log.group }), prefix: o.log.prefix };
     opened.push(log.fd);
-    const hold = o.hold ? bindNfqueue({ netns: o.nsPath, queue: o.hold.queue }) : null;
+    const hold = o.hold ? { ...bindNfqueue({ netns: o.nsPath, queue: o.hold.queue }), ...o.hold } : null;
     if (hold) opened.push(hold.fd);
-    const wakeFd = makeWakeFd();
-    const shared = new SharedArrayBuffer(4 * SHARED.size);
-    init = { log: { ...log, prefix: o.log.prefix }, hold: hold && o.hold ? { ...hold, ...o.hold } : null, wakeFd, nsPath: o.nsPath, shared };
+    init = { log, hold, wakeFd: makeWakeFd(), nsPath: o.nsPath, shared: new SharedArrayBuffer(4 * SHARED.size) };
   } catch (e) {
     for (const fd of opened) closeFd(fd);
     throw e;

@@ -50,23 +50,22 @@ function run(init: WatchThreadInit): void {
     // Refused requests (a verdict for a packet the kernel no longer has) change nothing to report.
     const ignore = () => {};
 
-    const sockets: { fd: number; early: Uint8Array[]; onChunk: (chunk: Uint8Array) => void }[] = [];
-    if (init.log) {
-      const { prefix } = init.log;
-      const onMessage = packetDecoder(
-        NFLOG_FORMAT,
-        (attrs, hdr) => {
-          const p = nflogPacket(attrs, hdr);
-          if (p.prefix !== prefix) return;
-          const d = decodePacket(p.payload);
-          if (!d) return;
-          if (probe(d)) send({ t: "probe", proto: d.proto });
-          else report("nflog", d, p.uid, p.gid, attribute(d, false));
-        },
-        stats,
-      );
-      sockets.push({ ...init.log, onChunk: messageSplitter(onMessage, stats, ignore) });
-    }
+    const { prefix } = init.log;
+    const onLogged = packetDecoder(
+      NFLOG_FORMAT,
+      (attrs, hdr) => {
+        const p = nflogPacket(attrs, hdr);
+        if (p.prefix !== prefix) return;
+        const d = decodePacket(p.payload);
+        if (!d) return;
+        if (probe(d)) send({ t: "probe", proto: d.proto });
+        else report("nflog", d, p.uid, p.gid, attribute(d, false));
+      },
+      stats,
+    );
+    const sockets: { fd: number; early: Uint8Array[]; onChunk: (chunk: Uint8Array) => void }[] = [
+      { fd: init.log.fd, early: init.log.early, onChunk: messageSplitter(onLogged, stats, ignore) },
+    ];
     if (init.hold) {
       const { fd, queue, mark } = init.hold;
       const onPacket = queuedPackets(
@@ -74,21 +73,22 @@ function run(init: WatchThreadInit): void {
         queue,
         (p) => {
           const d = decodePacket(p.payload);
+          const probing = d !== null && probe(d);
           // Attribution needs the socket, so the verdict waits for it; it is a reject either way,
           // and it is given whatever the lookup does: a held SYN with no verdict would hang CMD.
           let process: Process | null = null;
           try {
-            if (d && !probe(d)) process = attribute(d, true);
+            if (d && !probing) process = attribute(d, true);
           } finally {
             p.verdict({ repeatWithMark: mark });
           }
-          if (d && !process) send({ t: "probe", proto: d.proto });
+          if (probing) send({ t: "probe", proto: d.proto });
           else if (d && process) report("nfqueue", d, p.uid, p.gid, process);
         },
         ignore,
         () => false,
       );
-      sockets.push({ ...init.hold, onChunk: messageSplitter(packetDecoder(NFQUEUE_FORMAT, onPacket, stats), stats, ignore) });
+      sockets.push({ fd, early: init.hold.early, onChunk: messageSplitter(packetDecoder(NFQUEUE_FORMAT, onPacket, stats), stats, ignore) });
     }
     for (const s of sockets) for (const chunk of s.early) s.onChunk(chunk);
     const priority = new ThreadPriority(setRealtime);
