@@ -7,6 +7,8 @@ async function main(argv: string[]): Promise<number> {
     console.log(VERSION);
     return 0;
   }
+  // The long-running watchers first restart themselves with the JIT options they want (jit-tiers.ts).
+  if (argv[0] === "run" || argv[0] === "monitor") (await import("./sys/jit-tiers.ts")).withoutOptimizingJit();
   const { cli } = await import("./cli/cli.ts");
   return cli(argv);
 }

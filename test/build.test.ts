@@ -94,10 +94,12 @@ describe.skipIf(!canRunX64)("native linux-x64 build", () => {
 
   // The NFLOG reader is a Worker: in the binary it runs only if build.ts made it an entrypoint and
   // the code finds it in the bundle. A fresh clone in CI runs as root, so this runs there.
-  test.skipIf(!PRIVILEGED && !process.env.CI)("the binary's NFLOG thread reports and names a UDP client (root)", async () => {
+  test.skipIf(!PRIVILEGED && !process.env.CI)("the binary's NFLOG thread reports and names a UDP client, after restarting itself without the optimizing JIT (root)", async () => {
     const py = "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ntry:\n    s.sendto(b'x', ('198.51.100.9', 53))\nexcept OSError:\n    pass";
-    const r = await proxywall(["run", ...TEST_ARGS, "--", "python3", "-c", py], { bin, timeoutMs: 20_000 });
+    const r = await proxywall(["run", ...TEST_ARGS, "--", "python3", "-c", py], { bin, timeoutMs: 20_000, env: { PROXYWALL_DEBUG: "1" } });
     expect(r.events.filter((e) => e.event === "degraded").map((e) => e.missing)).toEqual([expect.stringContaining("CMD runs as root")]);
+    // The binary restarted itself with its JIT options (jit-tiers.ts) and kept CMD's argv intact.
+    expect(r.text).toContainEqual(expect.stringContaining("JIT: interpreter and baseline JIT (re-executed without DFG and FTL)"));
     const udp = r.events.filter((e) => e.event === "bypass_detect");
     expect(udp).toEqual([expect.objectContaining({ proto: "udp", dst_addr: "198.51.100.9", dst_port: 53, source: "nflog" })]);
     expect(udp[0]!.process).toMatchObject({ resolved: true, ancestors: [] });

@@ -197,6 +197,20 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
     expect(env.MY_OWN_VAR).toBe("kept");
   });
 
+  test("run restarts itself once, same pid, without JavaScriptCore's optimizing tiers; CMD never sees it; a user's own BUN_JSC_ choice is left alone", async () => {
+    // CMD prints its parent (proxywall) and the JIT variables in its own and in proxywall's environment.
+    const script = `echo "ppid=$PPID"; env | grep -E '^(BUN_JSC_|PROXYWALL_REEXECUTED)' | sed 's/^/cmd:/'; tr '\\0' '\\n' </proc/$PPID/environ | grep -E '^(BUN_JSC_|PROXYWALL_REEXECUTED)' | sed 's/^/proxywall:/'; true`;
+    const ours = await startRun(["--", "sh", "-c", script]);
+    expect(await ours.ready).toBe(true);
+    const r = await ours.finish();
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim().split("\n").sort()).toEqual(["ppid=" + ours.p.pid, "proxywall:BUN_JSC_useDFGJIT=0", "proxywall:BUN_JSC_useFTLJIT=0", "proxywall:PROXYWALL_REEXECUTED=1"]);
+
+    const theirs = await proxywall(["run", ...TEST_ARGS, "--", "sh", "-c", script], { env: { BUN_JSC_useFTLJIT: "1" } });
+    expect(theirs.code).toBe(0);
+    expect(theirs.stdout.trim().split("\n").slice(1).sort()).toEqual(["cmd:BUN_JSC_useFTLJIT=1", "proxywall:BUN_JSC_useFTLJIT=1"]);
+  });
+
   test("exit codes: CMD's own, 128+N for a signal, 127 for a missing command; nothing left behind", async () => {
     const before = hostSnapshot();
     expect((await proxywall(["run", ...TEST_ARGS, "--", "sh", "-c", "exit 7"])).code).toBe(7);

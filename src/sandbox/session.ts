@@ -17,6 +17,7 @@ import { EXIT } from "../cli/exit-codes.ts";
 import { applyFence, applyNetwork, backendCandidates, nftCanQueue, orderCandidates, removeSandbox, SetupError } from "./apply.ts";
 import { collectGarbage } from "./gc.ts";
 import { claimSlot, ensureStateDir, releaseClaim, removeState, removeStateDirIfEmpty, selfOwner, writeState } from "./state.ts";
+import { jitTiers } from "../sys/jit-tiers.ts";
 
 export interface RunConfig {
   cmd: string[];
@@ -274,7 +275,7 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
       if (process.env.PROXYWALL_DEBUG) {
         const m = process.memoryUsage();
         diag.debug(
-          `memory: rss ${(m.rss / 1e6).toFixed(1)} MB, JS heap ${(m.heapUsed / 1e6).toFixed(1)} of ${(m.heapTotal / 1e6).toFixed(1)} MB, external ${(m.external / 1e6).toFixed(1)} MB, watch thread heap ${(watch.threadHeapBytes / 1e6).toFixed(1)} MB`,
+          `memory: rss ${(m.rss / 1e6).toFixed(1)} MB, JS heap ${(m.heapUsed / 1e6).toFixed(1)} of ${(m.heapTotal / 1e6).toFixed(1)} MB, external ${(m.external / 1e6).toFixed(1)} MB, watch thread heap ${(watch.threadHeapBytes / 1e6).toFixed(1)} MB; JIT: ${jitTiers}`,
         );
       }
       for (const line of watch.summary.lines(id, final)) emit(line);
