@@ -191,11 +191,14 @@ function printedPids(stdout: string): Map<string, number> {
   return m;
 }
 
-/** proxywall monitor's rules found in a namespace (an empty list when there are none). */
+/**
+ * What proxywall monitor left in a namespace that started with no rules at all: every nft table
+ * (its own, or one iptables-nft made for its chain) and its iptables chains (an empty list when
+ * there are none).
+ */
 function monitorLeftovers(ns: string): string[] {
   const inNs = (cmd: string[]) => sh(["nsenter", `--net=/run/netns/${ns}`, ...cmd]).stdout;
-  const found: string[] = [];
-  if (/proxywall_monitor/.test(inNs(["nft", "list", "ruleset"]))) found.push("nft table proxywall_monitor");
+  const found = inNs(["nft", "list", "tables"]).split("\n").filter((l) => l.startsWith("table ")).map((l) => `nft ${l}`);
   if (/PROXYWALL_MONITOR/.test(inNs(["iptables-save", "-t", "mangle"]))) found.push("iptables chain PROXYWALL_MONITOR");
   if (/PROXYWALL_MONITOR/.test(inNs(["ip6tables-save", "-t", "mangle"]))) found.push("ip6tables chain PROXYWALL_MONITOR");
   return found;
@@ -600,11 +603,14 @@ describePrivileged("bypass detection (real kernel, real clients)", () => {
     }
   });
 
-  test("monitor --pid PID (log rules by iptables): watches that process's namespace, removes its chain on SIGTERM", async () => {
+  test("monitor --pid PID (log rules by iptables): watches that process's namespace, removes its chain, and the table iptables-nft made for it but not the namespace's own, on SIGTERM", async () => {
     const { first, second } = addPair();
     const holder = Bun.spawn(["nsenter", `--net=/run/netns/${first}`, "sleep", "30"], { stdout: "ignore", stderr: "ignore" });
     let mon: ReturnType<typeof background> | null = null;
+    // The namespace's own IPv4 mangle rule: its table must stay; the IPv6 one is the monitor's.
+    const own = ["-t", "mangle", "-A", "OUTPUT", "-d", "198.51.100.250/32", "-j", "RETURN"];
     try {
+      expect(sh(["nsenter", `--net=/run/netns/${first}`, "iptables", "-w", "5", ...own]).code).toBe(0);
       mon = background([process.execPath, MAIN, "monitor", "--pid", String(holder.pid), "--backend", "iptables", "--summary-interval", "0"]);
       expect(await until(() => mon!.out.stderr.includes("watching"))).toBe(true);
       expect(mon.out.stderr).toContain("iptables");
@@ -621,7 +627,8 @@ describePrivileged("bypass detection (real kernel, real clients)", () => {
       expect(detects.map((e) => ({ sandbox: e.sandbox, action: e.action, proto: e.proto, family: e.family, dst: e.dst_addr, port: e.dst_port, pid: e.process?.pid, exe: e.process?.exe, dns: e.dns_query }))).toEqual([
         { sandbox: `pid:${holder.pid}`, action: "observe", proto: "udp", family: "ipv6", dst: "2001:db8::53", port: 53, pid: printedPids(dnsOut).get("dns6"), exe: exe.python, dns: DNS_NAME },
       ]);
-      expect(monitorLeftovers(first)).toEqual([]);
+      expect(monitorLeftovers(first)).toEqual(["nft table ip mangle"]);
+      expect(sh(["nsenter", `--net=/run/netns/${first}`, "iptables-save", "-t", "mangle"]).stdout).toContain("-A OUTPUT -d 198.51.100.250/32 -j RETURN");
     } finally {
       if (mon && mon.p.exitCode === null) {
         mon.p.kill("SIGKILL");

@@ -3,6 +3,7 @@ import { describe, expect, test } from "bun:test";
 import { ALL_FEATURES, HOLD_QUEUE, planRuleset, type RulesetInput } from "../src/plan/ruleset.ts";
 import { renderNft } from "../src/plan/render-nft.ts";
 import { renderIptables } from "../src/plan/render-iptables.ts";
+import { isEmptyTable, listedTables, OBSERVE_FEATURES, planObserve, renderObserveIptables, renderObserveNft } from "../src/plan/observe-rules.ts";
 import { IPTABLES_PREFIX_MAX } from "../src/kernel-log/log-prefix.ts";
 import { parsePool, sandboxNames, slotAddresses } from "../src/plan/addresses.ts";
 
@@ -221,5 +222,31 @@ COMMIT
     const rs = planRuleset({ ...base, hold: HOLD_QUEUE, features: { ...ALL_FEATURES, queue: false } });
     expect(rs.hold).toEqual([]);
     expect(rs.rules.some((r) => r.mark !== undefined)).toBe(false);
+  });
+});
+
+describe("monitor's log-only rules in a namespace proxywall did not build", () => {
+  const observed = planObserve({ allow: [{ addr: "10.0.0.1", port: 3128 }], log: { kind: "nflog", group: 5, prefix: "proxywall:m:" }, logRate: 100, features: OBSERVE_FEATURES });
+
+  test("they decide nothing: every rule returns or logs, in a chain of their own that runs first", () => {
+    const text = renderObserveIptables(observed, "ipv4");
+    expect(text).toStartWith("*mangle\n:PROXYWALL_MONITOR - [0:0]\n");
+    expect(text).toContain("\n-I OUTPUT 1 -j PROXYWALL_MONITOR\nCOMMIT\n");
+    const chainRules = text.split("\n").filter((l) => l.startsWith("-A PROXYWALL_MONITOR"));
+    expect(chainRules).toHaveLength(5);
+    for (const l of chainRules) expect(l).toMatch(/ -j (RETURN|NFLOG .*--nflog-group 5 .*)$/);
+    expect(renderObserveNft(observed)).toContain("type filter hook output priority -5; policy accept;");
+    expect(renderObserveNft(observed)).not.toMatch(/\b(drop|reject)\b/);
+  });
+
+  test("iptables-nft's own tables: listed, and dropped only when nothing but chains is left", () => {
+    expect(listedTables("table ip mangle\ntable inet proxywall\n\n")).toEqual(new Set(["ip mangle", "inet proxywall"]));
+    expect(listedTables("")).toEqual(new Set());
+    const listing = (...items: object[]) => JSON.stringify({ nftables: [{ metainfo: { json_schema_version: 1 } }, { table: { family: "ip", name: "mangle" } }, ...items] });
+    const chain = { chain: { family: "ip", table: "mangle", name: "OUTPUT", hook: "output", prio: -150 } };
+    expect(isEmptyTable(listing(chain))).toBe(true);
+    expect(isEmptyTable(listing(chain, { rule: { family: "ip", table: "mangle", chain: "OUTPUT", expr: [{ accept: null }] } }))).toBe(false);
+    expect(isEmptyTable(listing(chain, { set: { family: "ip", table: "mangle", name: "s" } }))).toBe(false);
+    for (const bad of ["", "not json", "{}", '{"nftables": 3}', '{"nftables": [1]}']) expect({ bad, empty: isEmptyTable(bad) }).toEqual({ bad, empty: false });
   });
 });

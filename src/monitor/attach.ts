@@ -1,7 +1,18 @@
 // Installing and removing the log-only rules of `proxywall monitor` in a namespace it did not
 // build: nft first, iptables (mangle, --noflush: the namespace's own rules stay) where nft is
 // missing or refuses.
-import { OBSERVE_FEATURES, planObserve, REMOVE_OBSERVE_IPTABLES, REMOVE_OBSERVE_NFT, renderObserveIptables, renderObserveNft, type ObserveInput } from "../plan/observe-rules.ts";
+import {
+  IPTABLES_NFT_TABLES,
+  isEmptyTable,
+  listedTables,
+  OBSERVE_FEATURES,
+  planObserve,
+  REMOVE_OBSERVE_IPTABLES,
+  REMOVE_OBSERVE_NFT,
+  renderObserveIptables,
+  renderObserveNft,
+  type ObserveInput,
+} from "../plan/observe-rules.ts";
 import type { Backend } from "../plan/sandbox-plan.ts";
 import { inNetns } from "../sys/netns.ts";
 import { findTool, startTool, toolError, type ToolResult } from "../sys/tools.ts";
@@ -33,9 +44,18 @@ export async function attachLogRules(nsPath: string, input: Omit<ObserveInput, "
   const v4 = findTool("iptables-restore");
   const v6 = findTool("ip6tables-restore");
   if (v4 && v6 && asked !== "nft") {
+    // With iptables-nft, which tables nft shows now: those not there yet are ours to drop when empty.
+    const before = nft ? await run(nsPath, nft, ["list", "tables"]) : null;
+    const ours = before?.code === 0 ? IPTABLES_NFT_TABLES.filter((t) => !listedTables(before.stdout).has(`${t.family} ${t.name}`)) : [];
     const remove = async () => {
       const rs = await Promise.all([run(nsPath, v4, ["-w", "5", "--noflush"], REMOVE_OBSERVE_IPTABLES), run(nsPath, v6, ["-w", "5", "--noflush"], REMOVE_OBSERVE_IPTABLES)]);
-      return rs.every((r) => r.code === 0) ? null : "iptables mangle chain PROXYWALL_MONITOR";
+      if (!rs.every((r) => r.code === 0)) return "iptables mangle chain PROXYWALL_MONITOR";
+      for (const t of ours) {
+        const listing = await run(nsPath, nft!, ["-j", "list", "table", t.family, t.name]);
+        if (listing.code !== 0 || !isEmptyTable(listing.stdout)) continue;
+        if ((await run(nsPath, nft!, [`delete table ${t.family} ${t.name}`])).code !== 0) return `empty nft table ${t.family} ${t.name} (made by iptables-nft)`;
+      }
+      return null;
     };
     for (const features of featureSets) {
       const rs = planObserve({ ...input, features });

@@ -1,6 +1,7 @@
 // `proxywall monitor` on a namespace it did not build: log rules only, in a chain of its own that
 // runs before the namespace's own filter rules and decides nothing (policy accept), so attaching
 // never changes what the namespace lets through. Removing them leaves the namespace as it was.
+import * as v from "valibot";
 import { ALL_FEATURES, type LogTarget, type Rule, type Ruleset } from "./ruleset.ts";
 import { iptablesRules } from "./render-iptables.ts";
 import { nftRule } from "./render-nft.ts";
@@ -47,3 +48,36 @@ export function renderObserveIptables(rs: Ruleset, family: Family): string {
 
 /** For `iptables-restore --noflush`: the jump and the chain go. */
 export const REMOVE_OBSERVE_IPTABLES = `*mangle\n-D OUTPUT -j ${OBSERVE_CHAIN}\n-F ${OBSERVE_CHAIN}\n-X ${OBSERVE_CHAIN}\nCOMMIT\n`;
+
+/**
+ * The tables iptables-nft makes in nftables for the chain above. It never removes a table, so
+ * `monitor` deletes each one that was not there before it attached and is empty again.
+ */
+export const IPTABLES_NFT_TABLES = [
+  { family: "ip", name: "mangle" },
+  { family: "ip6", name: "mangle" },
+] as const;
+
+/** `nft list tables` output as "family name" strings. */
+export function listedTables(text: string): Set<string> {
+  return new Set(text.split("\n").flatMap((l) => /^table (\S+) (\S+)$/.exec(l.trim())?.slice(1, 3).join(" ") ?? []));
+}
+
+const NftListing = v.object({ nftables: v.array(v.record(v.string(), v.unknown())) });
+
+/**
+ * Whether `nft -j list table F T` shows nothing but the table and its chains: no rule, set, map or
+ * other object that someone may still want. Between this look and the delete another program
+ * could add a rule; nft offers no conditional delete (on this kernel deleting a chain takes its
+ * rules with it), so that window, a few milliseconds, stays.
+ */
+export function isEmptyTable(json: string): boolean {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(json);
+  } catch {
+    return false;
+  }
+  const r = v.safeParse(NftListing, doc);
+  return r.success && r.output.nftables.every((item) => Object.keys(item).every((k) => k === "metainfo" || k === "table" || k === "chain"));
+}
