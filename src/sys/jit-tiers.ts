@@ -4,7 +4,7 @@
 // Why: under a flood of bypasses (bench/flood.ts, ~10,000 attempts/s) tiering up the hot paths of
 // both threads cost 5-7 MB of RSS that never came back (compiler working memory, the compilers'
 // own code paged in from the binary, the optimized code): +10-14 % over a 10 s flood, against
-// +4-6 % without those tiers. Detection latency, attribution and proxied requests measured the
+// +4-8 % without those tiers. Detection latency, attribution and proxied requests measured the
 // same either way (bench/latency.ts, bench/attribution.ts, bench/flood.ts), the flood's CPU time
 // about 5 % higher: proxywall's per-packet work is system calls and short parsing.
 //
