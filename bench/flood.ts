@@ -33,9 +33,11 @@
 //      SYNs still waiting for proxywall's verdict) again and exits.
 // The benchmark samples proxywall's VmRSS and CPU time (/proc/PID/status, /proc/PID/stat) every
 // 250 ms and at each phase change the driver announces. "start" is the RSS when the flood starts,
-// after sandbox_ready and the warm-up second (so first-use allocations and JIT are not counted as
-// growth); "peak" the highest sample from then to the end, "end" the last sample, at the end of
-// the settle time. Growth = (end - start) / start; target < 10%.
+// after sandbox_ready and the warm-up second (so first-use allocations are not counted as growth;
+// the warm-up is too short for JIT tier-ups, which would count); "peak" the highest sample from
+// then to the end, "end" the last sample, at the end of the settle time. Growth = (end - start) /
+// start; target < 10%. Set BUN_JSC_useDFGJIT=1 BUN_JSC_useFTLJIT=1 in the benchmark's environment
+// to measure proxywall with every JIT tier (it then does not restart itself; src/sys/jit-tiers.ts).
 //
 // Compared at the end: attempts the workers and the warm-up made (and the calls that returned the
 // reject's error) vs the final bypass_totals line (proxywall reads it from the kernel counters) vs
