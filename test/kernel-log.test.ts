@@ -14,7 +14,7 @@ import { HINTS, bypassHint } from "../src/events/hints.ts";
 import { BypassDetect } from "../src/events/schema.ts";
 import { canonicalIPv6 } from "../src/net/ip-address.ts";
 
-const FIXTURES = path.join(import.meta.dir, "../../shared/fixtures");
+const FIXTURES = path.join(import.meta.dir, "fixtures");
 const fixture = (name: string) => readFileSync(path.join(FIXTURES, name), "utf8");
 
 // The same records as the fixtures, by hand, for building other envelopes around them.

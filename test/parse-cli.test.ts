@@ -10,7 +10,7 @@ import { EventLine } from "../src/events/schema.ts";
 import { HINTS } from "../src/events/hints.ts";
 
 const ROOT = path.join(import.meta.dir, "..");
-const FIXTURES = path.join(import.meta.dir, "../../shared/fixtures");
+const FIXTURES = path.join(import.meta.dir, "fixtures");
 const KMSG = path.join(FIXTURES, "kmsg-records.txt");
 const DMESG = path.join(FIXTURES, "dmesg-lines.txt");
 const LONG_PREFIX = "openshell:bypass:sandbox-abcd1234:";
