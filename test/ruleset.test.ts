@@ -8,9 +8,6 @@ import { IPTABLES_PREFIX_MAX } from "../src/kernel-log/log-prefix.ts";
 import { parsePool, sandboxNames, slotAddresses } from "../src/plan/addresses.ts";
 
 const base: RulesetInput = {
-  hostV4: "10.200.0.1",
-  hostV6: "fd70:7077:a11::1",
-  proxyPort: 3128,
   log: { kind: "nflog", group: 1, prefix: "proxywall:abcd1234:" },
   logRate: 100,
   hold: null,
@@ -18,20 +15,16 @@ const base: RulesetInput = {
 };
 
 describe("planRuleset", () => {
-  test("order: loopback, replies, proxy, ND, then log+reject per protocol, then the rest", () => {
+  test("order: loopback (the proxy's door is there), replies, ND, then log+reject per protocol, then the rest", () => {
     const comments = planRuleset(base).rules.map((r) => `${r.comment}${r.family ? `/${r.family}` : ""}`);
     expect(comments).toEqual([
       "loopback, including the resets the rejects below send",
       "replies",
-      "the proxy/ipv4",
-      "the proxy/ipv6",
       "neighbour discovery/ipv6",
       "log tcp bypass",
       "reject tcp bypass",
       "log udp bypass",
       "reject udp bypass",
-      "ping the host side/ipv4",
-      "ping the host side/ipv6",
       "everything else",
     ]);
   });
@@ -68,15 +61,11 @@ table inet proxywall {
 \t\ttype filter hook output priority filter; policy drop;
 \t\toifname "lo" accept comment "loopback, including the resets the rejects below send"
 \t\tct state established,related accept comment "replies"
-\t\tip daddr 10.200.0.1 tcp dport 3128 accept comment "the proxy"
-\t\tip6 daddr fd70:7077:a11::1 tcp dport 3128 accept comment "the proxy"
 \t\ticmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert, mld-listener-report, mld2-listener-report } accept comment "neighbour discovery"
 \t\tmeta l4proto tcp limit rate 100/second burst 200 packets log prefix "proxywall:abcd1234:" group 1 queue-threshold 1 comment "log tcp bypass"
 \t\tmeta l4proto tcp counter reject with tcp reset comment "reject tcp bypass"
 \t\tmeta l4proto udp limit rate 100/second burst 200 packets log prefix "proxywall:abcd1234:" group 1 queue-threshold 1 comment "log udp bypass"
 \t\tmeta l4proto udp counter reject with icmpx type port-unreachable comment "reject udp bypass"
-\t\tip daddr 10.200.0.1 meta l4proto icmp accept comment "ping the host side"
-\t\tip6 daddr fd70:7077:a11::1 meta l4proto ipv6-icmp accept comment "ping the host side"
 \t\tcounter drop comment "everything else"
 \t}
 }
@@ -98,12 +87,10 @@ describe("renderIptables", () => {
 :OUTPUT DROP [0:0]
 -A OUTPUT -o lo -j ACCEPT
 -A OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
--A OUTPUT -d 10.200.0.1/32 -p tcp -m tcp --dport 3128 -j ACCEPT
 -A OUTPUT -p tcp -m limit --limit 100/sec --limit-burst 200 -j LOG --log-prefix "proxywall:abcd1234:" --log-level 4 --log-uid
 -A OUTPUT -p tcp -j REJECT --reject-with tcp-reset
 -A OUTPUT -p udp -m limit --limit 100/sec --limit-burst 200 -j LOG --log-prefix "proxywall:abcd1234:" --log-level 4 --log-uid
 -A OUTPUT -p udp -j REJECT --reject-with icmp-port-unreachable
--A OUTPUT -d 10.200.0.1/32 -p icmp -j ACCEPT
 -A OUTPUT -j DROP
 COMMIT
 `);
@@ -116,7 +103,6 @@ COMMIT
 :OUTPUT DROP [0:0]
 -A OUTPUT -o lo -j ACCEPT
 -A OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
--A OUTPUT -d fd70:7077:a11::1/128 -p tcp -m tcp --dport 3128 -j ACCEPT
 -A OUTPUT -p ipv6-icmp -m icmp6 --icmpv6-type router-solicitation -j ACCEPT
 -A OUTPUT -p ipv6-icmp -m icmp6 --icmpv6-type neighbour-solicitation -j ACCEPT
 -A OUTPUT -p ipv6-icmp -m icmp6 --icmpv6-type neighbour-advertisement -j ACCEPT
@@ -126,7 +112,6 @@ COMMIT
 -A OUTPUT -p tcp -j REJECT --reject-with tcp-reset
 -A OUTPUT -p udp -m limit --limit 100/sec --limit-burst 200 -j NFLOG --nflog-group 1 --nflog-prefix "proxywall:abcd1234:" --nflog-threshold 1
 -A OUTPUT -p udp -j REJECT --reject-with icmp6-port-unreachable
--A OUTPUT -d fd70:7077:a11::1/128 -p ipv6-icmp -j ACCEPT
 -A OUTPUT -j DROP
 COMMIT
 `);
@@ -169,8 +154,6 @@ describe("holding TCP SYNs for attribution", () => {
     expect(held.hold.map((r) => r.comment)).toEqual([
       "loopback, including the resets the rejects below send",
       "replies",
-      "the proxy",
-      "the proxy",
       "held already: on to the fence",
       "hold tcp bypass for attribution",
     ]);
@@ -190,8 +173,6 @@ describe("holding TCP SYNs for attribution", () => {
 \t\ttype filter hook output priority -10; policy accept;
 \t\toifname "lo" accept comment "loopback, including the resets the rejects below send"
 \t\tct state established,related accept comment "replies"
-\t\tip daddr 10.200.0.1 tcp dport 3128 accept comment "the proxy"
-\t\tip6 daddr fd70:7077:a11::1 tcp dport 3128 accept comment "the proxy"
 \t\tmeta mark 0x70770001 accept comment "held already: on to the fence"
 \t\tmeta l4proto tcp limit rate 100/second burst 200 packets queue num 1 bypass comment "hold tcp bypass for attribution"
 \t}
@@ -209,7 +190,6 @@ describe("holding TCP SYNs for attribution", () => {
 :POSTROUTING ACCEPT [0:0]
 -A OUTPUT -o lo -j ACCEPT
 -A OUTPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
--A OUTPUT -d fd70:7077:a11::1/128 -p tcp -m tcp --dport 3128 -j ACCEPT
 -A OUTPUT -m mark --mark 0x70770001 -j ACCEPT
 -A OUTPUT -p tcp -m limit --limit 100/sec --limit-burst 200 -j NFQUEUE --queue-num 1 --queue-bypass
 COMMIT

@@ -30,9 +30,6 @@ export default defineCommand({
     if (o.slot >= o.pool.slots) throw usageError(`--slot: pool ${o.pool.text} has ${o.pool.slots} slots`);
     const addrs = slotAddresses(o.pool, o.slot);
     const ruleset = planRuleset({
-      hostV4: addrs.hostV4,
-      hostV6: addrs.hostV6,
-      proxyPort: o.proxyPort,
       ...watchRules(o.log, o.nflogGroup, sandboxNames(o.id).logPrefix),
       logRate: o.logRate,
       features: ALL_FEATURES,

@@ -5,11 +5,14 @@
 //  1. loopback first: the reset a TCP reject sends travels over lo, and a reject that caught it
 //     would leave the client hanging for about two minutes;
 //  2. replies (established/related);
-//  3. the proxy (TCP to the host side at the proxy port);
-//  4. IPv6 neighbour discovery, so the link itself keeps working;
-//  5. every other TCP and UDP connection: a rate-limited log step, then a reject that fails fast
+//  3. IPv6 neighbour discovery on the sink link, so the kernel's own solicitations are not
+//     counted as bypasses;
+//  4. every other TCP and UDP connection: a rate-limited log step, then a reject that fails fast
 //     (TCP reset: ICMP would cost blocking and IPv6 clients a one-second retransmit);
-//  6. ping to the host side; everything else (other protocols, ICMP elsewhere) is dropped.
+//  5. everything else (other protocols) is dropped and counted.
+//
+// The proxy needs no rule of its own: its door is on the sandbox's own loopback (rule 1), and the
+// sandbox has no host side that a rule would have to open.
 //
 // With attribution on, a separate "hold" chain runs first (an earlier priority) and puts each new
 // TCP SYN that the fence will reject into an NFQUEUE, so proxywall can name the process while its
@@ -49,9 +52,6 @@ export interface HoldQueue {
 export const HOLD_QUEUE: HoldQueue = { num: 1, mark: 0x70770001 };
 
 export interface RulesetInput {
-  hostV4: string;
-  hostV6: string;
-  proxyPort: number;
   log: LogTarget;
   /** Log (and hold) at most this many packets per second per protocol (burst twice that). */
   logRate: number;
@@ -114,11 +114,7 @@ export function planRuleset(input: RulesetInput): Ruleset {
   if (features.conntrack) {
     rules.push({ comment: "replies", ctState: ["established", "related"], action: { kind: "accept" } });
   }
-  rules.push(
-    { comment: "the proxy", family: "ipv4", proto: "tcp", daddr: input.hostV4, dport: input.proxyPort, action: { kind: "accept" } },
-    { comment: "the proxy", family: "ipv6", proto: "tcp", daddr: input.hostV6, dport: input.proxyPort, action: { kind: "accept" } },
-    { comment: "neighbour discovery", family: "ipv6", icmpv6Types: ND_TYPES, action: { kind: "accept" } },
-  );
+  rules.push({ comment: "neighbour discovery", family: "ipv6", icmpv6Types: ND_TYPES, action: { kind: "accept" } });
   const exempt = rules.slice();
   const limit = features.limit ? { perSecond: input.logRate, burst: input.logRate * 2 } : null;
   const hold: Rule[] = [];
@@ -143,10 +139,6 @@ export function planRuleset(input: RulesetInput): Ruleset {
       action: { kind: proto === "tcp" ? "reject-tcp-reset" : "reject-port-unreachable" },
     });
   }
-  rules.push(
-    { comment: "ping the host side", family: "ipv4", proto: "icmp", daddr: input.hostV4, action: { kind: "accept" } },
-    { comment: "ping the host side", family: "ipv6", proto: "icmp", daddr: input.hostV6, action: { kind: "accept" } },
-    { comment: "everything else", counter: true, action: { kind: "drop" } },
-  );
+  rules.push({ comment: "everything else", counter: true, action: { kind: "drop" } });
   return { rules, hold };
 }

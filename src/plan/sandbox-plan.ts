@@ -70,9 +70,6 @@ export function planSandbox(config: SandboxConfig): SandboxPlan {
   const names = sandboxNames(config.id);
   const a = config.addrs;
   const ruleset = planRuleset({
-    hostV4: a.hostV4,
-    hostV6: a.hostV6,
-    proxyPort: config.proxyPort,
     log: config.log,
     hold: config.hold,
     logRate: config.logRate,

@@ -303,9 +303,6 @@ const NO_FEATURES = Object.fromEntries(FEATURE_KEYS.map((k) => [k, false])) as u
 
 function fullRuleset(features: Features): Ruleset {
   return planRuleset({
-    hostV4: "10.200.0.1",
-    hostV6: "fd70:7077:a11::1",
-    proxyPort: 3128,
     log: { kind: "nflog", group: NFLOG_GROUP, prefix: PROBE_PREFIX },
     logRate: 100,
     hold: HOLD_QUEUE,
