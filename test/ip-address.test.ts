@@ -178,3 +178,33 @@ describe("IPv4", () => {
     for (const a of ["10.210.0.2", "1.2.3.4", "128.0.0.1"]) expect(intToIPv4(ipv4ToInt(a))).toBe(a);
   });
 });
+
+describe("edges of the IPv6 text forms", () => {
+  test("a dotted tail after six groups, without ::", () => {
+    expect(ipv6Groups("1:2:3:4:5:6:1.2.3.4")).toEqual([1, 2, 3, 4, 5, 6, 0x0102, 0x0304]);
+    expect(canonicalIPv6("1:2:3:4:5:6:1.2.3.4")).toBe("1:2:3:4:5:6:102:304");
+    expect(canonicalIPv6("1::5:6:1.2.3.4")).toBe("1::5:6:102:304");
+    expect(canonicalIPv6("1:2:3:4:5:1.2.3.4")).toBeNull(); // seven groups
+  });
+
+  test("39 characters that are not the eight-groups-of-four form are parsed the general way", () => {
+    expect(canonicalIPv6("1111:2222:3333:4444:5555:6666:11.2.3.44")).toBe("1111:2222:3333:4444:5555:6666:b02:32c");
+    // eight groups and a "::" that would stand for none
+    expect(canonicalIPv6("1111:2222:3333:4444:5555::7777:888:9999")).toBeNull();
+    expect(canonicalIPv6("1111:2222:3333:4444:5555:6666:7777:888")).toBe("1111:2222:3333:4444:5555:6666:7777:888");
+  });
+
+  test("45 characters is the longest address text", () => {
+    const longest = "0000:0000:0000:0000:0000:ffff:255.255.255.255";
+    expect(longest).toHaveLength(45);
+    expect(canonicalIPv6(longest)).toBe("::ffff:255.255.255.255");
+    expect(isIPv6(longest)).toBe(true);
+    expect(isIPv6(`0${longest}`)).toBe(false);
+  });
+
+  test("isIPv6 for each valid form", () => {
+    for (const ok of ["::", "::1", "1::", "fd70:7077:ac8:4::1", "FD70::1", "::ffff:1.2.3.4", "0000:0000:0000:0000:0000:0000:0000:0001"]) {
+      expect({ ok, valid: isIPv6(ok) }).toEqual({ ok, valid: true });
+    }
+  });
+});
