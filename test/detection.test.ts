@@ -10,7 +10,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import * as v from "valibot";
 import { EventLine } from "../src/events/schema.ts";
-import { EXIT } from "../src/cli/exit-codes.ts";
+import { EXIT } from "../src/exit-codes.ts";
 import { describePrivileged, MAIN, proxywall, ROOT, splitStderr, type Run } from "./support/privileged.ts";
 
 /**

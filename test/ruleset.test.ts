@@ -5,7 +5,7 @@ import { renderNft } from "../src/plan/render-nft.ts";
 import { renderIptables } from "../src/plan/render-iptables.ts";
 import { isEmptyTable, listedTables, OBSERVE_FEATURES, planObserve, renderObserveIptables, renderObserveNft } from "../src/plan/observe-rules.ts";
 import { IPTABLES_PREFIX_MAX } from "../src/kernel-log/log-prefix.ts";
-import { parsePool, sandboxNames, slotAddresses } from "../src/plan/addresses.ts";
+import { sandboxNames } from "../src/plan/addresses.ts";
 
 const base: RulesetInput = {
   log: { kind: "nflog", group: 1, prefix: "proxywall:abcd1234:" },
@@ -118,32 +118,12 @@ COMMIT
   });
 });
 
-describe("addresses and names", () => {
-  test("names fit the kernel's 15 characters and the prefix fits iptables' 29", () => {
+describe("names", () => {
+  test("the links live inside the namespace; the prefix fits iptables' 29 characters", () => {
     const n = sandboxNames("abcd1234");
-    for (const name of [n.hostIf, n.sandboxIf]) expect(name.length).toBeLessThanOrEqual(15);
+    expect(n).toMatchObject({ netns: "pw-abcd1234", routeIf: "pw0", sinkIf: "pw1" });
     expect(n.logPrefix).toBe("proxywall:abcd1234:");
     expect(n.logPrefix.length).toBeLessThanOrEqual(IPTABLES_PREFIX_MAX);
-  });
-
-  test("slots are distinct /30s and /64s", () => {
-    const pool = parsePool("10.200.0.0/16");
-    if (typeof pool === "string") throw new Error(pool);
-    expect(pool.slots).toBe(16384);
-    expect(slotAddresses(pool, 0)).toMatchObject({ hostV4: "10.200.0.1", sandboxV4: "10.200.0.2", hostV6: "fd70:7077:ac8::1", sandboxV6: "fd70:7077:ac8::2" });
-    expect(slotAddresses(pool, 16383)).toMatchObject({ hostV4: "10.200.255.253", sandboxV4: "10.200.255.254", hostV6: "fd70:7077:ac8:fffc::1" });
-    // The /64 follows the IPv4 /30, not the slot: slot 0 of another pool is another subnet.
-    const other = parsePool("10.201.0.0/16");
-    if (typeof other === "string") throw new Error(other);
-    expect(slotAddresses(other, 0).hostV6).toBe("fd70:7077:ac9::1");
-    expect(() => slotAddresses(pool, 16384)).toThrow();
-  });
-
-  test("bad pools are refused with a reason", () => {
-    expect(parsePool("10.200.0.1/16")).toContain("host bits");
-    expect(parsePool("10.200.0.0/31")).toContain("prefix length");
-    expect(parsePool("nonsense")).toContain("CIDR");
-    expect(parsePool("300.1.1.0/24")).toContain("CIDR");
   });
 });
 

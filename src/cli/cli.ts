@@ -3,7 +3,7 @@ import { isatty } from "node:tty";
 import type { CommandDef } from "citty";
 import { VERSION } from "../version.ts";
 import { checkFlags, splitAtDoubleDash } from "./argv.ts";
-import { EXIT, ExitError } from "./exit-codes.ts";
+import { EXIT, ExitError } from "../exit-codes.ts";
 
 export const subCommands = {
   parse: () => import("./parse.ts").then((m) => m.default),
@@ -19,8 +19,10 @@ export const subCommands = {
 /** The subcommands that take a command to run after "--". */
 const TAKES_COMMAND = new Set<string>(["run"]);
 
-/** Arguments after "--" (the sandboxed command), for the subcommand that takes them. */
-export let passthrough: string[] | null = null;
+/** What a subcommand's run() finds in `data`: the arguments after "--" (the sandboxed command). */
+export interface CliData {
+  passthrough: string[] | null;
+}
 
 export async function cli(argv: string[]): Promise<number> {
   // citty colours help text without asking whether anyone sees colours; its choice is made at import.
@@ -31,7 +33,6 @@ export async function cli(argv: string[]): Promise<number> {
     subCommands,
   });
   const { own, rest } = splitAtDoubleDash(argv);
-  passthrough = rest;
   try {
     const name = own.find((a) => !a.startsWith("-"));
     const sub = name === undefined ? undefined : subCommands[name as keyof typeof subCommands];
@@ -50,7 +51,7 @@ export async function cli(argv: string[]): Promise<number> {
       throw new ExitError(`proxywall ${name} takes no command after --`, EXIT.usage);
     }
     let code: number = EXIT.ok;
-    await citty.runCommand(cmd, { rawArgs: subArgs }).then((r) => {
+    await citty.runCommand(cmd, { rawArgs: subArgs, data: { passthrough: rest } satisfies CliData }).then((r) => {
       if (typeof r.result === "number") code = r.result;
     });
     return code;

@@ -2,44 +2,26 @@
 // so that both build the very same plan from the same words.
 import type { ArgsDef } from "citty";
 import * as v from "valibot";
-import { DEFAULT_POOL, parsePool } from "../plan/addresses.ts";
 import { intOption } from "./argv.ts";
 
 export const fenceArgs = {
-  "proxy-port": { type: "string", description: "port of the proxy on the host side of the sandbox", default: "3128" },
   backend: { type: "string", description: "firewall tool: nft, or iptables (iptables-restore + ip6tables-restore); default: nft, or iptables where nft is missing or lacks a feature the plan needs", valueHint: "nft|iptables" },
   "log-rate": { type: "string", description: "log at most this many attempts per second per protocol (the rejects themselves are not limited)", default: "100" },
   "nflog-group": { type: "string", description: "NFLOG group inside the sandbox namespace", default: "1" },
-  pool: { type: "string", description: "IPv4 range that sandbox /30 subnets are taken from", default: DEFAULT_POOL },
 } as const satisfies ArgsDef;
 
 export const FenceOptions = v.object({
-  proxyPort: intOption(1, 65535),
   backend: v.optional(v.picklist(["nft", "iptables"], "must be nft or iptables")),
   logRate: intOption(1, 100000),
   nflogGroup: intOption(0, 65535),
-  pool: v.pipe(
-    v.string(),
-    v.rawTransform(({ dataset, addIssue, NEVER }) => {
-      const pool = parsePool(dataset.value);
-      if (typeof pool === "string") {
-        addIssue({ message: pool });
-        return NEVER;
-      }
-      return pool;
-    }),
-  ),
 });
-
 export type FenceOptions = v.InferOutput<typeof FenceOptions>;
 
 export function fenceInput(args: Record<string, unknown>) {
   return {
-    proxyPort: args["proxy-port"],
     backend: args.backend,
     logRate: args["log-rate"],
     nflogGroup: args["nflog-group"],
-    pool: args.pool,
   };
 }
 

@@ -1,12 +1,11 @@
 // `proxywall rules`: prints the exact ruleset a sandbox installs, without root, changing nothing.
 import { defineCommand } from "citty";
 import * as v from "valibot";
-import { ID_PATTERN, sandboxNames, slotAddresses } from "../plan/addresses.ts";
+import { ID_PATTERN, sandboxNames } from "../plan/addresses.ts";
 import { ALL_FEATURES, planRuleset } from "../plan/ruleset.ts";
 import { renderNft } from "../plan/render-nft.ts";
 import { renderIptables } from "../plan/render-iptables.ts";
-import { validate, intOption } from "./argv.ts";
-import { usageError } from "./exit-codes.ts";
+import { validate } from "./argv.ts";
 import { FenceOptions, fenceArgs, fenceInput } from "./fence-options.ts";
 import { watchRules } from "../plan/sandbox-plan.ts";
 
@@ -14,7 +13,6 @@ const Options = v.object({
   ...FenceOptions.entries,
   log: v.picklist(["nflog", "kmsg", "none"], "must be nflog, kmsg or none"),
   id: v.pipe(v.string(), v.regex(ID_PATTERN, "must be 8 lower-case hex digits")),
-  slot: intOption(0, 65535),
 });
 
 export default defineCommand({
@@ -23,12 +21,9 @@ export default defineCommand({
     ...fenceArgs,
     log: { type: "string", description: "how rejected attempts are seen: nflog (per namespace; TCP SYNs are also held in an NFQUEUE so the sender can be named), kmsg (kernel log), none", default: "nflog", valueHint: "nflog|kmsg|none" },
     id: { type: "string", description: "sandbox id the log prefix names", default: "00000000" },
-    slot: { type: "string", description: "which /30 of the pool the sandbox has", default: "0" },
   },
   run({ args }) {
-    const o = validate(Options, { ...fenceInput(args), log: args.log, id: args.id, slot: args.slot });
-    if (o.slot >= o.pool.slots) throw usageError(`--slot: pool ${o.pool.text} has ${o.pool.slots} slots`);
-    const addrs = slotAddresses(o.pool, o.slot);
+    const o = validate(Options, { ...fenceInput(args), log: args.log, id: args.id });
     const ruleset = planRuleset({
       ...watchRules(o.log, o.nflogGroup, sandboxNames(o.id).logPrefix),
       logRate: o.logRate,

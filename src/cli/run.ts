@@ -3,21 +3,22 @@ import { defineCommand } from "citty";
 import * as v from "valibot";
 import { diag } from "../diag.ts";
 import { openEventSink } from "../events/sink.ts";
-import { newSandboxId, sandboxNames, slotAddresses } from "../plan/addresses.ts";
+import { newSandboxId, sandboxNames } from "../plan/addresses.ts";
 import { ALL_FEATURES } from "../plan/ruleset.ts";
 import { planSandbox, renderPlan } from "../plan/sandbox-plan.ts";
 import { DEFAULT_STATE_DIR } from "../sandbox/state.ts";
 import { resolveUser } from "../sys/users.ts";
-import { intOption, validate } from "./argv.ts";
-import { passthrough } from "./cli.ts";
-import { EXIT, ExitError, usageError } from "./exit-codes.ts";
+import { AddressPortOption, intOption, validate } from "./argv.ts";
+import type { CliData } from "./cli.ts";
+import { EXIT, ExitError, usageError } from "../exit-codes.ts";
 import { FenceOptions, fenceArgs, fenceInput } from "./fence-options.ts";
 import { watchRules } from "../plan/sandbox-plan.ts";
 import { canBuildSandbox } from "../sys/capabilities.ts";
 
 const Options = v.object({
   ...FenceOptions.entries,
-  externalProxy: v.optional(intOption(1, 65535)),
+  proxyPort: intOption(1, 65535),
+  externalProxy: v.optional(v.union([AddressPortOption, v.pipe(intOption(1, 65535), v.transform((port) => ({ addr: "127.0.0.1", port })))], "must be PORT or ADDRESS:PORT")),
   user: v.optional(v.string()),
   events: v.optional(v.pipe(v.string(), v.minLength(1, "must not be empty"), v.maxLength(4096, "is too long"))),
   stateDir: v.pipe(v.string(), v.regex(/^\//, "must be an absolute path"), v.maxLength(1024, "is too long")),
@@ -32,7 +33,8 @@ export default defineCommand({
   meta: { name: "run", description: "Run CMD in a network namespace whose only way out is an HTTP proxy: proxywall run [options] -- CMD [ARGS...]" },
   args: {
     ...fenceArgs,
-    "external-proxy": { type: "string", description: "start no proxy; allow host-ip:PORT, where your own proxy listens", valueHint: "PORT" },
+    "proxy-port": { type: "string", description: "port of the proxy's door on the sandbox's own loopback (127.0.0.1 and ::1)", default: "3128" },
+    "external-proxy": { type: "string", description: "start no proxy: the door relays to your own proxy, listening where proxywall runs (ADDRESS defaults to 127.0.0.1)", valueHint: "[ADDRESS:]PORT" },
     user: { type: "string", description: "run CMD as this user (and group), without privileges", valueHint: "UID[:GID]" },
     events: { type: "string", description: "where JSON event lines go: a file (appended) or fd:N; default stderr", valueHint: "PATH|fd:N" },
     "state-dir": { type: "string", description: "directory for state files of live sandboxes", default: DEFAULT_STATE_DIR },
@@ -42,10 +44,10 @@ export default defineCommand({
     "summary-interval": { type: "string", description: "seconds between bypass_summary lines (0: only at exit)", default: "10" },
     "fail-on-bypass": { type: "boolean", description: "exit 4 when CMD succeeded but tried to go around the proxy (for CI jobs)" },
   },
-  async run({ args }) {
+  async run({ args, data }) {
     const o = validate(Options, {
       ...fenceInput(args),
-      ...(args["external-proxy"] !== undefined ? { proxyPort: args["external-proxy"] } : {}),
+      proxyPort: args["proxy-port"],
       externalProxy: args["external-proxy"],
       user: args.user,
       events: args.events,
@@ -56,10 +58,7 @@ export default defineCommand({
       summaryInterval: args["summary-interval"],
       failOnBypass: args["fail-on-bypass"] === true,
     });
-    if (args["external-proxy"] !== undefined && args["proxy-port"] !== "3128") {
-      throw usageError("--external-proxy PORT and --proxy-port are the same setting: give one");
-    }
-    const cmd = passthrough ?? [];
+    const cmd = (data as CliData).passthrough ?? [];
     if (cmd.length === 0) throw usageError("no command to run: proxywall run [options] -- CMD [ARGS...]");
     if (cmd.some((a) => a.length > 128 * 1024)) throw usageError("an argument of CMD is longer than 128 KiB");
     const user = o.user === undefined ? null : resolveUser(o.user);
@@ -69,14 +68,14 @@ export default defineCommand({
       const id = newSandboxId();
       const plan = planSandbox({
         id,
-        addrs: slotAddresses(o.pool, 0),
         proxyPort: o.proxyPort,
+        ipv6: true,
         backend: o.backend ?? "nft",
         ...watchRules(o.monitor === "off" ? "none" : o.monitor === "kmsg" || o.monitor === "dmesg" ? "kmsg" : "nflog", o.nflogGroup, sandboxNames(id).logPrefix),
         logRate: o.logRate,
         features: ALL_FEATURES,
       });
-      console.log(`# proxywall run --dry-run: sandbox ${id}, addresses of the first slot (a real run takes the first free one)\n${renderPlan(plan)}`);
+      console.log(`# proxywall run --dry-run: sandbox ${id} (a real run leaves IPv6 out where the kernel has none)\n${renderPlan(plan)}`);
       return EXIT.ok;
     }
 
@@ -90,11 +89,10 @@ export default defineCommand({
     return runSandbox({
       cmd,
       proxyPort: o.proxyPort,
-      externalProxy: o.externalProxy !== undefined,
+      externalProxy: o.externalProxy ? { host: o.externalProxy.addr, port: o.externalProxy.port } : null,
       backend: o.backend,
       nflogGroup: o.nflogGroup,
       logRate: o.logRate,
-      pool: o.pool,
       user,
       stateDir: o.stateDir,
       allowDegraded: o.allowDegraded,

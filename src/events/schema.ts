@@ -123,13 +123,9 @@ export const Backend = v.picklist(["nft", "iptables"]);
 export const LogKind = v.picklist(["nflog", "kmsg", "none"]);
 
 export const SandboxReady = event("sandbox_ready", "The sandbox is built and fenced; CMD starts next", {
-  netns: v.string(),
-  host_if: v.string(),
-  sandbox_if: v.string(),
-  host_ipv4: v.string(),
-  sandbox_ipv4: v.string(),
-  host_ipv6: v.string(),
-  sandbox_ipv6: v.string(),
+  netns: v.pipe(v.string(), v.description("the sandbox's network namespace (/run/netns/NAME); it has no host side")),
+  sandbox_ipv4: v.pipe(v.string(), v.description("CMD's own address inside the sandbox, the same in every sandbox")),
+  sandbox_ipv6: v.pipe(v.nullable(v.string()), v.description("null where the sandbox has no IPv6 (a degraded line says why, when it matters)")),
   proxy: v.strictObject({
     url: v.pipe(v.string(), v.description("the URL CMD finds in HTTP_PROXY/HTTPS_PROXY")),
     port: Port,

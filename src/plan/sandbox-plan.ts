@@ -1,16 +1,22 @@
 // Everything one sandbox will do to the system, as data: the ip batches, the fence, the
 // environment CMD gets and the teardown. `run --dry-run` prints exactly this.
+//
+// The sandbox has no host side: `ip netns add` is the only step outside it. Inside, loopback and
+// a veth pair kept wholly in the namespace (one end with the default routes, the other a sink),
+// so every outbound packet meets the fence and nothing is added to the host's links, addresses,
+// routes or firewall. The proxy's door is on the sandbox's own loopback.
 import { renderIptables } from "./render-iptables.ts";
 import { renderNft } from "./render-nft.ts";
 import { HOLD_QUEUE, planRuleset, type Features, type HoldQueue, type LogTarget, type Ruleset } from "./ruleset.ts";
-import { sandboxNames, type SandboxAddresses, type SandboxNames } from "./addresses.ts";
+import { DOOR, INSIDE, sandboxNames, type SandboxNames } from "./addresses.ts";
 
 export type Backend = "nft" | "iptables";
 
 export interface SandboxConfig {
   id: string;
-  addrs: SandboxAddresses;
   proxyPort: number;
+  /** Whether the sandbox has IPv6 (the kernel has it, and it is not disabled in the namespace). */
+  ipv6: boolean;
   backend: Backend;
   log: LogTarget;
   hold: HoldQueue | null;
@@ -29,19 +35,17 @@ export interface FenceStep {
 export interface SandboxPlan {
   config: SandboxConfig;
   names: SandboxNames;
-  /** `ip -batch -` on the host side. */
+  /** `ip -batch -` in proxywall's own namespace: only the namespace itself. */
   hostBatch: string[];
-  /** `ip -batch -` inside the sandbox namespace. */
+  /** `ip -batch -` inside the sandbox namespace: loopback, the veth pair, addresses, routes. */
   sandboxBatch: string[];
   ruleset: Ruleset;
   fence: FenceStep[];
-  /** `ip -force -batch -` on the host side; removing the namespace removes its rules too. */
+  /** `ip -force -batch -` in proxywall's own namespace; the namespace takes links and rules with it. */
   teardownBatch: string[];
+  /** Where the proxy's door listens inside the sandbox. */
+  door: { host: string; port: number }[];
   proxyUrl: string;
-}
-
-function bracketed(addr: string): string {
-  return addr.includes(":") ? `[${addr}]` : addr;
 }
 
 export type LogKind = "nflog" | "kmsg" | "none";
@@ -53,6 +57,10 @@ export function watchRules(kind: LogKind, nflogGroup: number, prefix: string): {
   return { log: { kind: "none" }, hold: null };
 }
 
+/**
+ * The fence as commands: one atomic `nft -f`, or iptables-restore and ip6tables-restore (run at
+ * once; which build of them, legacy or nf_tables, is src/fence/select.ts's choice).
+ */
 export function fenceSteps(ruleset: Ruleset, backend: Backend): FenceStep[] {
   if (backend === "nft") return [{ tool: "nft", args: ["-f", "{file}"], text: renderNft(ruleset) }];
   return [
@@ -61,43 +69,41 @@ export function fenceSteps(ruleset: Ruleset, backend: Backend): FenceStep[] {
   ];
 }
 
-/** Deleting the host end of the veth deletes both ends; the namespace takes its rules with it. */
+/** Removing the namespace removes its links and rules with it. */
 export function planTeardown(names: SandboxNames): string[] {
-  return [`link del ${names.hostIf}`, `netns del ${names.netns}`];
+  return [`netns del ${names.netns}`];
+}
+
+/** Inside the namespace: loopback, the veth pair, the inside addresses and the default routes. */
+export function planInside(names: SandboxNames, ipv6: boolean): string[] {
+  const { routeIf, sinkIf } = names;
+  return [
+    `link set lo up`,
+    `link add ${routeIf} type veth peer name ${sinkIf}`,
+    `addr add ${INSIDE.v4}/${INSIDE.v4PrefixLen} dev ${routeIf}`,
+    // nodad: nothing answers on the sink; duplicate detection would only delay the address.
+    ...(ipv6 ? [`addr add ${INSIDE.v6}/${INSIDE.v6PrefixLen} dev ${routeIf} nodad`] : []),
+    `link set ${sinkIf} up`,
+    `link set ${routeIf} up`,
+    `route add default dev ${routeIf}`,
+    ...(ipv6 ? [`route add ::/0 dev ${routeIf}`] : []),
+  ];
 }
 
 export function planSandbox(config: SandboxConfig): SandboxPlan {
   const names = sandboxNames(config.id);
-  const a = config.addrs;
-  const ruleset = planRuleset({
-    log: config.log,
-    hold: config.hold,
-    logRate: config.logRate,
-    features: config.features,
-  });
+  const ruleset = planRuleset({ log: config.log, hold: config.hold, logRate: config.logRate, features: config.features });
+  const door = [DOOR.v4, ...(config.ipv6 ? [DOOR.v6] : [])].map((host) => ({ host, port: config.proxyPort }));
   return {
     config,
     names,
-    hostBatch: [
-      `netns add ${names.netns}`,
-      `link add ${names.hostIf} type veth peer name ${names.sandboxIf} netns ${names.netns}`,
-      `addr add ${a.hostV4}/${a.v4PrefixLen} dev ${names.hostIf}`,
-      // nodad: the proxy binds this address at once; duplicate detection would delay that ~1 s.
-      `addr add ${a.hostV6}/${a.v6PrefixLen} dev ${names.hostIf} nodad`,
-      `link set ${names.hostIf} up`,
-    ],
-    sandboxBatch: [
-      `link set lo up`,
-      `addr add ${a.sandboxV4}/${a.v4PrefixLen} dev ${names.sandboxIf}`,
-      `addr add ${a.sandboxV6}/${a.v6PrefixLen} dev ${names.sandboxIf} nodad`,
-      `link set ${names.sandboxIf} up`,
-      `route add default via ${a.hostV4}`,
-      `route add default via ${a.hostV6}`,
-    ],
+    hostBatch: [`netns add ${names.netns}`],
+    sandboxBatch: planInside(names, config.ipv6),
     ruleset,
     fence: fenceSteps(ruleset, config.backend),
     teardownBatch: planTeardown(names),
-    proxyUrl: `http://${bracketed(a.hostV4)}:${config.proxyPort}`,
+    door,
+    proxyUrl: `http://${DOOR.v4}:${config.proxyPort}`,
   };
 }
 
@@ -124,15 +130,16 @@ export function proxyEnv(base: Record<string, string | undefined>, proxyUrl: str
 /** The plan as text: every command in order, with the text it is fed. */
 export function renderPlan(plan: SandboxPlan): string {
   const out: string[] = [];
-  out.push(`# host: ip -batch -`, ...plan.hostBatch, "");
+  out.push(`# proxywall's own namespace: ip -batch -`, ...plan.hostBatch, "");
   out.push(`# inside ${plan.names.netns}: ip -batch -`, ...plan.sandboxBatch, "");
   for (const step of plan.fence) {
     const args = step.args.map((a) => (a === "{file}" ? "FILE" : a)).join(" ");
     out.push(`# inside ${plan.names.netns}: ${step.tool} ${args}${step.args.includes("{file}") ? ", FILE holding:" : ", fed:"}`);
     out.push(step.text.trimEnd(), "");
   }
+  out.push(`# the proxy listens inside ${plan.names.netns} on ${plan.door.map((d) => (d.host.includes(":") ? `[${d.host}]:${d.port}` : `${d.host}:${d.port}`)).join(" and ")}; it connects out from proxywall's own namespace`);
   out.push(`# CMD runs inside ${plan.names.netns} with HTTP_PROXY=HTTPS_PROXY=ALL_PROXY=GRPC_PROXY=${plan.proxyUrl}`);
   out.push(`#   NO_PROXY=localhost,127.0.0.1,::1 NODE_USE_ENV_PROXY=1`, "");
-  out.push(`# teardown, host: ip -force -batch -`, ...plan.teardownBatch);
+  out.push(`# teardown, proxywall's own namespace: ip -force -batch -`, ...plan.teardownBatch);
   return out.join("\n") + "\n";
 }

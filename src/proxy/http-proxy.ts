@@ -1,5 +1,6 @@
-// The built-in proxy: the only way out of the sandbox. CMD reaches it on the host side of the veth
-// pair; it connects to destinations from proxywall's own namespace and relays bytes both ways.
+// The built-in proxy: the only way out of the sandbox. CMD reaches it on the sandbox's own loopback
+// (its listening sockets are made inside the sandbox namespace); it connects to destinations from
+// proxywall's own namespace and relays bytes both ways.
 //
 //  - CONNECT host:port opens a tunnel: "200 Connection established", then raw bytes both ways.
 //  - An absolute-URI request (`GET http://host:port/path HTTP/1.1`, any method) is forwarded: the
@@ -26,13 +27,16 @@ import net from "node:net";
 import { diag } from "../diag.ts";
 import { nowTs } from "../events/bypass-event.ts";
 import type { ProxyConnect } from "../events/schema.ts";
+import { inNetns } from "../sys/netns.ts";
 import { BadRequest, findHeadEnd, MAX_HEAD_BYTES, parseRequestHead, ResponseStatus } from "./head.ts";
 
 export const DEFAULT_PROXY_PORT = 3128;
 
 export interface ProxyOptions {
-  /** Addresses to listen on (the host side of the veth: one IPv4 and one IPv6); port 0 picks one. */
+  /** Addresses to listen on (the sandbox's loopback: one IPv4 and one IPv6); port 0 picks one. */
   listen: { host: string; port: number }[];
+  /** The network namespace (a path) the listening sockets are made in; upstream connections are made from proxywall's own. */
+  netns?: string;
   sandbox: string;
   onEvent: (e: ProxyConnect) => void;
   /** How long to wait for a destination to accept the connection (default 10 s): then 504. */
@@ -88,7 +92,7 @@ function listenError(host: string, port: number, e: unknown): Error {
   return new Error(`proxy cannot listen on ${hostPort(host, port)}: ${why}${code ? ` (${code})` : ""}`);
 }
 
-function listenOn(host: string, port: number): Promise<net.Server> {
+export function listenOn(host: string, port: number, netns?: string): Promise<net.Server> {
   if (net.isIP(host) === 0) return Promise.reject(new Error(`proxy cannot listen on ${hostPort(host, port)}: not an IP address`));
   return new Promise((resolve, reject) => {
     const server = net.createServer({ allowHalfOpen: true });
@@ -98,10 +102,15 @@ function listenOn(host: string, port: number): Promise<net.Server> {
     };
     server.once("error", onError);
     try {
-      server.listen({ host, port }, () => {
-        server.off("error", onError);
-        resolve(server);
-      });
+      const listen = () =>
+        server.listen({ host, port }, () => {
+          server.off("error", onError);
+          resolve(server);
+        });
+      // The listening socket is made synchronously, in the namespace this thread is in at that
+      // moment, and stays there: the door is inside the sandbox, its owner is not.
+      if (netns) inNetns(netns, listen);
+      else listen();
     } catch (e) {
       onError(e);
     }
@@ -112,7 +121,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
   const conns = new Set<Connection>();
   const servers: net.Server[] = [];
   try {
-    for (const l of opts.listen) servers.push(await listenOn(l.host, l.port));
+    for (const l of opts.listen) servers.push(await listenOn(l.host, l.port, opts.netns));
   } catch (e) {
     await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     throw e;

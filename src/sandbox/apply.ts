@@ -163,34 +163,26 @@ export async function applyFence(config: SandboxConfig, candidates: readonly Bac
   return { plan, backend: best.choice.backend, missing: best.missing };
 }
 
-/** Builds namespace and link. On failure the caller's teardown removes what was made. */
+/** Builds the namespace, then its inside. On failure the caller's teardown removes what was made. */
 export async function applyNetwork(plan: SandboxPlan): Promise<void> {
   const host = await ipBatch(plan.hostBatch);
-  if (host.code !== 0) throw new SetupError(toolError("creating the namespace and veth pair (ip -batch)", host));
+  if (host.code !== 0) throw new SetupError(toolError("creating the namespace (ip -batch)", host));
   const inside = await ipBatch(plan.sandboxBatch, { netns: plan.names.netns });
   if (inside.code !== 0) throw new SetupError(toolError(`configuring ${plan.names.netns} (ip -batch)`, inside));
 }
 
 /**
- * Ends every process still inside the sandbox namespace, then removes link and namespace. What
- * CMD left running (a daemon, a background job; or CMD itself after proxywall was SIGKILLed)
- * would otherwise live on, without a network, in a namespace nobody owns any more.
+ * Ends every process still inside the sandbox namespace, then removes the namespace (its links and
+ * rules go with it). What CMD left running (a daemon, a background job; or CMD itself after
+ * proxywall was SIGKILLed) would otherwise live on, without a network, in a namespace nobody owns.
  */
-export async function removeSandbox(netns: string, hostIf: string, teardown: readonly string[]): Promise<{ killed: number; left: string[] }> {
-  const pids = pidsInNetns(netnsPath(netns));
+export async function removeSandbox(netns: string, teardown: readonly string[]): Promise<{ killed: number; left: string[] }> {
+  const pids = existsSync(netnsPath(netns)) ? pidsInNetns(netnsPath(netns)) : [];
   for (const pid of pids) {
     try {
       process.kill(pid, "SIGKILL");
     } catch {}
   }
-  return { killed: pids.length, left: await removeNetwork(teardown, netns, hostIf) };
-}
-
-/** Removes link and namespace; tolerant of either being gone. Returns what is still there. */
-export async function removeNetwork(teardownBatch: readonly string[], netns: string, hostIf: string): Promise<string[]> {
-  await ipBatch(teardownBatch, { force: true }).catch(() => null);
-  const left: string[] = [];
-  if (existsSync(netnsPath(netns))) left.push(`namespace ${netns}`);
-  if (existsSync(`/sys/class/net/${hostIf}`)) left.push(`link ${hostIf}`);
-  return left;
+  await ipBatch(teardown, { force: true }).catch(() => null);
+  return { killed: pids.length, left: existsSync(netnsPath(netns)) ? [`namespace ${netns}`] : [] };
 }
