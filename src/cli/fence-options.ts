@@ -1,5 +1,6 @@
-// Options that shape the fence, shared by `run` (which applies it) and `rules` (which prints it),
-// so that both build the very same plan from the same words.
+// Options shared between commands, so that each is spelled, checked and described once: what shapes
+// the fence (`run` applies it, `rules` prints it, `monitor` logs with it) and where the watch's
+// lines go (`run`, `monitor`).
 import type { ArgsDef } from "citty";
 import * as v from "valibot";
 import { intOption } from "./argv.ts";
@@ -25,3 +26,18 @@ export function fenceInput(args: Record<string, unknown>) {
   };
 }
 
+
+/** Where the event lines go, and how often summaries come (`run` and `monitor`). */
+export const watchArgs = {
+  events: { type: "string", description: "where JSON event lines go: a file (appended) or fd:N (default: run stderr, monitor stdout)", valueHint: "PATH|fd:N" },
+  "summary-interval": { type: "string", description: "seconds between bypass_summary lines (0: only at exit)", default: "10" },
+} as const satisfies ArgsDef;
+
+export const WatchOptions = v.object({
+  events: v.optional(v.pipe(v.string(), v.minLength(1, "must not be empty"), v.maxLength(4096, "is too long"))),
+  summaryInterval: intOption(0, 86400),
+});
+
+export function watchInput(args: Record<string, unknown>) {
+  return { events: args.events, summaryInterval: args["summary-interval"] };
+}

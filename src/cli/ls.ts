@@ -33,8 +33,9 @@ export default defineCommand({
     if (rows.length === 0) return EXIT.ok;
     const table = [["ID", "PID", "STATE", "NETNS", "BACKEND", "PROXY", "CREATED", "COMMAND"]];
     for (const r of rows) {
-      const state = r.alive ? "live" : "stale (proxywall gc)";
-      table.push([r.id, String(r.owner.pid), state, r.netns, r.backend ?? "-", String(r.proxy_port), r.created, r.cmd.map(shellQuote).join(" ")]);
+      const state = !r.alive ? "stale (proxywall gc)" : r.ready ? "live" : "starting";
+      const backend = r.ready ? (r.ready.backend ?? "none") : "-";
+      table.push([r.id, String(r.owner.pid), state, r.netns, backend, r.ready?.proxy.url ?? "-", r.created, r.cmd.map(shellQuote).join(" ")]);
     }
     const widths = table[0]!.map((_, i) => Math.max(...table.map((row) => row[i]!.length)));
     for (const row of table) console.log(row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]!))).join("  "));

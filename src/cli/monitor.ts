@@ -12,18 +12,16 @@ import { attachLogRules } from "../monitor/attach.ts";
 import { Watch } from "../monitor/watch.ts";
 import { canBuildSandbox } from "../sys/capabilities.ts";
 import { AddressPortOption, intOption, validate } from "./argv.ts";
-import { EXIT, ExitError, usageError } from "./exit-codes.ts";
+import { FenceOptions, fenceArgs, fenceInput, WatchOptions, watchArgs, watchInput } from "./fence-options.ts";
+import { EXIT, ExitError, usageError } from "../exit-codes.ts";
 
 const Options = v.object({
   netns: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9_.-]{1,255}$/, "must be a namespace name as `ip netns list` shows it"))),
   pid: v.optional(intOption(1, 4194304)),
   source: v.picklist(["auto", "nflog", "kmsg", "dmesg"], "must be auto, nflog, kmsg or dmesg"),
   proxy: v.optional(AddressPortOption),
-  events: v.optional(v.pipe(v.string(), v.minLength(1, "must not be empty"), v.maxLength(4096, "is too long"))),
-  logRate: intOption(1, 100000),
-  nflogGroup: intOption(0, 65535),
-  summaryInterval: intOption(0, 86400),
-  backend: v.optional(v.picklist(["nft", "iptables"], "must be nft or iptables")),
+  ...FenceOptions.entries,
+  ...WatchOptions.entries,
 });
 
 export default defineCommand({
@@ -33,11 +31,10 @@ export default defineCommand({
     pid: { type: "string", description: "watch the network namespace of this process" },
     source: { type: "string", description: "auto (NFLOG, else the kernel log where it works), nflog, kmsg, dmesg", default: "auto", valueHint: "auto|nflog|kmsg|dmesg" },
     proxy: { type: "string", description: "the namespace's proxy: connections to it are not reported", valueHint: "ADDRESS:PORT" },
-    events: { type: "string", description: "where JSON lines go: a file (appended) or fd:N; default stdout", valueHint: "PATH|fd:N" },
-    "log-rate": { type: "string", description: "report at most this many attempts per second per protocol", default: "100" },
-    "nflog-group": { type: "string", description: "NFLOG group to use inside the namespace", default: "2" },
-    "summary-interval": { type: "string", description: "seconds between bypass_summary lines (0: only at exit)", default: "10" },
-    backend: { type: "string", description: "firewall tool for the log rules: nft or iptables; default nft, else iptables", valueHint: "nft|iptables" },
+    ...fenceArgs,
+    ...watchArgs,
+    // Another NFLOG group than run's, so monitor can watch a namespace where a sandbox's own watch runs.
+    "nflog-group": { ...fenceArgs["nflog-group"], default: "2" },
   },
   async run({ args }) {
     const o = validate(Options, {
@@ -45,11 +42,8 @@ export default defineCommand({
       pid: args.pid,
       source: args.source,
       proxy: args.proxy,
-      events: args.events,
-      logRate: args["log-rate"],
-      nflogGroup: args["nflog-group"],
-      summaryInterval: args["summary-interval"],
-      backend: args.backend,
+      ...fenceInput(args),
+      ...watchInput(args),
     });
     if ((o.netns === undefined) === (o.pid === undefined)) throw usageError("give exactly one of --netns NAME and --pid PID");
     const nsPath = o.netns !== undefined ? `/run/netns/${o.netns}` : `/proc/${o.pid}/ns/net`;

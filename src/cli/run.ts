@@ -11,21 +11,20 @@ import { resolveUser } from "../sys/users.ts";
 import { AddressPortOption, intOption, validate } from "./argv.ts";
 import type { CliData } from "./cli.ts";
 import { EXIT, ExitError, usageError } from "../exit-codes.ts";
-import { FenceOptions, fenceArgs, fenceInput } from "./fence-options.ts";
+import { FenceOptions, fenceArgs, fenceInput, WatchOptions, watchArgs, watchInput } from "./fence-options.ts";
 import { watchRules } from "../plan/sandbox-plan.ts";
 import { canBuildSandbox } from "../sys/capabilities.ts";
 
 const Options = v.object({
   ...FenceOptions.entries,
+  ...WatchOptions.entries,
   proxyPort: intOption(1, 65535),
   externalProxy: v.optional(v.union([AddressPortOption, v.pipe(intOption(1, 65535), v.transform((port) => ({ addr: "127.0.0.1", port })))], "must be PORT or ADDRESS:PORT")),
   user: v.optional(v.string()),
-  events: v.optional(v.pipe(v.string(), v.minLength(1, "must not be empty"), v.maxLength(4096, "is too long"))),
   stateDir: v.pipe(v.string(), v.regex(/^\//, "must be an absolute path"), v.maxLength(1024, "is too long")),
   allowDegraded: v.boolean(),
   dryRun: v.boolean(),
   monitor: v.picklist(["auto", "nflog", "kmsg", "dmesg", "off"], "must be auto, nflog, kmsg, dmesg or off"),
-  summaryInterval: intOption(0, 86400),
   failOnBypass: v.boolean(),
 });
 
@@ -33,29 +32,27 @@ export default defineCommand({
   meta: { name: "run", description: "Run CMD in a network namespace whose only way out is an HTTP proxy: proxywall run [options] -- CMD [ARGS...]" },
   args: {
     ...fenceArgs,
+    ...watchArgs,
     "proxy-port": { type: "string", description: "port of the proxy's door on the sandbox's own loopback (127.0.0.1 and ::1)", default: "3128" },
     "external-proxy": { type: "string", description: "start no proxy: the door relays to your own proxy, listening where proxywall runs (ADDRESS defaults to 127.0.0.1)", valueHint: "[ADDRESS:]PORT" },
     user: { type: "string", description: "run CMD as this user (and group), without privileges", valueHint: "UID[:GID]" },
-    events: { type: "string", description: "where JSON event lines go: a file (appended) or fd:N; default stderr", valueHint: "PATH|fd:N" },
     "state-dir": { type: "string", description: "directory for state files of live sandboxes", default: DEFAULT_STATE_DIR },
     "allow-degraded": { type: "boolean", description: "run CMD even when the rules cannot be installed (with a loud degraded event)" },
     "dry-run": { type: "boolean", description: "print the commands and rules run would apply, change nothing" },
     monitor: { type: "string", description: "what watches for bypass attempts: auto (nflog, else the kernel log where it works), nflog, kmsg, dmesg, off", default: "auto", valueHint: "auto|nflog|kmsg|dmesg|off" },
-    "summary-interval": { type: "string", description: "seconds between bypass_summary lines (0: only at exit)", default: "10" },
     "fail-on-bypass": { type: "boolean", description: "exit 4 when CMD succeeded but tried to go around the proxy (for CI jobs)" },
   },
   async run({ args, data }) {
     const o = validate(Options, {
       ...fenceInput(args),
+      ...watchInput(args),
       proxyPort: args["proxy-port"],
       externalProxy: args["external-proxy"],
       user: args.user,
-      events: args.events,
       stateDir: args["state-dir"],
       allowDegraded: args["allow-degraded"] === true,
       dryRun: args["dry-run"] === true,
       monitor: args.monitor,
-      summaryInterval: args["summary-interval"],
       failOnBypass: args["fail-on-bypass"] === true,
     });
     const cmd = (data as CliData).passthrough ?? [];

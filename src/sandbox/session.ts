@@ -56,11 +56,13 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
     const { ipv6 } = await s.step("namespace", () => makeNamespace(s, { names, hostBatch: [`netns add ${names.netns}`], teardownBatch: planTeardown(names) }));
     const watch = await s.step("watch", () => openWatch(s, names));
     const { plan, fenced } = await s.step("fence", () => fence(s, names, watch, ipv6));
-    updateState({ backend: fenced ? plan.config.backend : null });
     const detection = await s.step("verify", () => verify(s, watch, fenced));
     await s.step("door", () => openDoor(s, plan));
     warnIfRoot(s);
-    s.emit(ready(s, plan, watch, fenced, detection));
+    // One object for the line and the state file, so `ls` says what the line said.
+    const line = ready(s, plan, watch, fenced, detection);
+    updateState({ ready: line });
+    s.emit(line);
     bypassed = startSummaries(s, watch);
     const started = spawnCmd(cfg.cmd, netnsPath(names.netns), plan.proxyUrl, cfg.user);
     if ("code" in started) result = started;

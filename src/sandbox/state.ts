@@ -10,6 +10,7 @@ import * as v from "valibot";
 import { ID_PATTERN } from "../plan/addresses.ts";
 import { processStartTime } from "../sys/procfs.ts";
 import { tryLock } from "../sys/flock.ts";
+import { SandboxReady } from "../events/schema.ts";
 
 export const DEFAULT_STATE_DIR = "/run/proxywall";
 
@@ -22,10 +23,9 @@ export const SandboxState = v.object({
   owner: Owner,
   created: v.string(),
   netns: v.string(),
-  /** null until the fence is installed (or when it could not be). */
-  backend: v.nullable(v.picklist(["nft", "iptables"])),
-  proxy_port: v.number(),
   cmd: v.array(v.string()),
+  /** The sandbox_ready line, once it is written: what was built (backend, proxy, degraded parts). */
+  ready: v.nullable(SandboxReady),
 });
 export type SandboxState = v.InferOutput<typeof SandboxState>;
 

@@ -8,7 +8,9 @@ import { DOOR } from "../plan/addresses.ts";
 import { ALL_FEATURES, HOLD_QUEUE, type Features } from "../plan/ruleset.ts";
 import { planSandbox, watchRules, type SandboxConfig, type SandboxPlan } from "../plan/sandbox-plan.ts";
 import { inNetns, netnsPath } from "../sys/netns.ts";
-import { applyFence, backendCandidates, ipBatch, nftCanQueue, orderCandidates, removeSandbox, SetupError } from "./apply.ts";
+import { ipBatch, removeSandbox, SetupError } from "./apply.ts";
+import { chooseFence } from "../fence/select.ts";
+import { installFence } from "../fence/install.ts";
 import { collectGarbage } from "./gc.ts";
 import type { Setup } from "./setup.ts";
 import { holdSandbox, releaseSandbox, selfOwner, writeState, type Hold, type SandboxState } from "./state.ts";
@@ -44,9 +46,8 @@ export function claimId(s: Setup, names: SandboxPlan["names"]): (change: Partial
     owner: selfOwner(),
     created: nowTs(),
     netns: names.netns,
-    backend: null,
-    proxy_port: s.cfg.proxyPort,
     cmd: s.cfg.cmd,
+    ready: null,
   };
   writeState(s.cfg.stateDir, state);
   return (change) => writeState(s.cfg.stateDir, (state = { ...state, ...change }));
@@ -131,13 +132,16 @@ const FEATURE_LOSS: Record<keyof Features, { missing: string; fix: string; still
 
 /** The links, addresses and routes inside, then the fence; returns the plan that was applied. */
 export async function fence(s: Setup, names: SandboxPlan["names"], watch: Watch, ipv6: boolean): Promise<{ plan: SandboxPlan; fenced: boolean }> {
-  const candidates = backendCandidates(s.cfg.backend);
+  // Which tool and features: asked (check-only) while the inside is being built.
+  const logKind = watch.logKind;
+  const choosing = chooseFence({ backend: s.cfg.backend, logs: logKind === "none" ? [] : [logKind], hold: logKind === "nflog" });
+  choosing.catch(() => {});
   const config: SandboxConfig = {
     id: s.id,
     proxyPort: s.cfg.proxyPort,
     ipv6,
-    backend: candidates[0]?.backend ?? s.cfg.backend ?? "nft",
-    ...watchRules(watch.logKind, s.cfg.nflogGroup, names.logPrefix),
+    backend: s.cfg.backend ?? "nft",
+    ...watchRules(logKind, s.cfg.nflogGroup, names.logPrefix),
     logRate: s.cfg.logRate,
     features: ALL_FEATURES,
   };
@@ -145,16 +149,12 @@ export async function fence(s: Setup, names: SandboxPlan["names"], watch: Watch,
   const inside = await ipBatch(plan.sandboxBatch, { netns: plan.names.netns });
   if (inside.code !== 0) throw new SetupError(toolError(`configuring ${plan.names.netns} (ip -batch)`, inside));
   try {
-    if (candidates.length === 0) {
-      const want = s.cfg.backend === "iptables" ? "iptables-restore and ip6tables-restore" : s.cfg.backend === "nft" ? "nft" : "nft, or iptables-restore and ip6tables-restore";
-      throw new SetupError(`no firewall tool: ${want} not found on PATH or in /usr/sbin, /sbin, /usr/bin, /bin (install nftables or iptables)`);
-    }
-    const nft = candidates.find((c) => c.backend === "nft");
-    const nftQueues = nft && candidates.length > 1 && config.hold ? await nftCanQueue(nft.tools.nft!) : null;
-    const installed = await applyFence(config, orderCandidates(candidates, nftQueues), `${s.cfg.stateDir}/${s.id}.rules`);
-    plan = installed.plan;
-    for (const m of installed.missing) s.degrade(m, FEATURE_LOSS[m].missing, FEATURE_LOSS[m].fix, FEATURE_LOSS[m].still);
-    watch.fenceInstalled(installed.backend, plan.config.features);
+    const chosen = await choosing;
+    const { features, missing } = chosen.byLog[logKind];
+    plan = planSandbox({ ...config, backend: chosen.backend, features });
+    for (const m of missing) s.degrade(m, FEATURE_LOSS[m].missing, FEATURE_LOSS[m].fix, FEATURE_LOSS[m].still);
+    await installFence(chosen, plan.fence, plan.names.netns, `${s.cfg.stateDir}/${s.id}.rules`);
+    watch.fenceInstalled(chosen.backend, features);
     return { plan, fenced: true };
   } catch (e) {
     if (!(e instanceof SetupError) || !s.cfg.allowDegraded) throw e;
