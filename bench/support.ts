@@ -7,6 +7,9 @@
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { eventLine, splitStderr, type Event } from "../test/support/events.ts";
+
+export type { Event };
 
 export const ROOT = join(import.meta.dir, "..");
 export const BUN = process.execPath;
@@ -62,21 +65,6 @@ export function table(rows: readonly (readonly string[])[]): string {
     .join("\n");
 }
 
-export type Event = Record<string, unknown> & { event: string };
-
-/** The JSON event lines in proxywall's stderr (other lines, such as diagnostics, are skipped). */
-export function parseEvents(stderr: string): Event[] {
-  const out: Event[] = [];
-  for (const line of stderr.split("\n")) {
-    if (!line.startsWith("{")) continue;
-    try {
-      const e = JSON.parse(line) as unknown;
-      if (e && typeof e === "object" && typeof (e as Event).event === "string") out.push(e as Event);
-    } catch {}
-  }
-  return out;
-}
-
 export interface RunResult {
   code: number | null;
   signal: string | null;
@@ -126,7 +114,7 @@ export async function runWithDeadline(
       p.exited,
     ]);
     const wallMs = performance.now() - t0;
-    return { code: p.exitCode, signal: p.signalCode === null ? null : String(p.signalCode), stdout, stderr, wallMs, events: parseEvents(stderr), timedOut: deadline.timedOut };
+    return { code: p.exitCode, signal: p.signalCode === null ? null : String(p.signalCode), stdout, stderr, wallMs, events: splitStderr(stderr).events, timedOut: deadline.timedOut };
   } finally {
     deadline.clear();
   }
@@ -339,16 +327,11 @@ export function startLive(
     }
   };
   const onErr = (text: string, at: number) => {
-    if (text.startsWith("{")) {
-      let e: unknown;
-      try {
-        e = JSON.parse(text);
-      } catch {}
-      if (e && typeof e === "object" && typeof (e as Event).event === "string") {
-        events.push(e as Event);
-        if (opts.onEvent) guard("event", () => opts.onEvent!(e as Event, at));
-        return;
-      }
+    const e = eventLine(text);
+    if (e) {
+      events.push(e);
+      if (opts.onEvent) guard("event", () => opts.onEvent!(e, at));
+      return;
     }
     if (text.trim()) {
       diagnostics.push(text);

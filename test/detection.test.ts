@@ -11,7 +11,10 @@ import { existsSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileS
 import * as v from "valibot";
 import { EventLine } from "../src/events/schema.ts";
 import { EXIT } from "../src/exit-codes.ts";
-import { describePrivileged, MAIN, proxywall, ROOT, splitStderr, type Run } from "./support/privileged.ts";
+import { eventsOf, splitStderr, type Event } from "./support/events.ts";
+import { describePrivileged, MAIN, proxywall, type Run } from "./support/privileged.ts";
+import { background } from "./support/process.ts";
+import { waitFor } from "./support/wait.ts";
 
 /**
  * A state dir and pool of this file's own, not TEST_ARGS: a proxywall in another PID namespace
@@ -136,44 +139,13 @@ async function runHost(args: string[], opts: { env?: Record<string, string> } = 
   return proxywall(["run", ...ARGS, ...args], opts);
 }
 
-/** A process whose output is collected while it runs. */
-function background(cmd: string[]) {
-  const p = Bun.spawn(cmd, { cwd: ROOT, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
-  const out = { stdout: "", stderr: "" };
-  const pump = async (s: ReadableStream<Uint8Array>, k: "stdout" | "stderr") => {
-    const d = new TextDecoder();
-    for await (const c of s) out[k] += d.decode(c, { stream: true });
-  };
-  const drained = Promise.all([pump(p.stdout, "stdout"), pump(p.stderr, "stderr")]);
-  return {
-    p,
-    out,
-    /** Waits (bounded) for the process to end; SIGKILL after `ms`. */
-    async finish(ms = 15_000): Promise<number> {
-      const killer = setTimeout(() => p.kill("SIGKILL"), ms);
-      const code = await p.exited;
-      clearTimeout(killer);
-      await drained;
-      return code;
-    },
-  };
-}
-
-/** Polls `pred` until it holds or `ms` pass (a bound, not a timing assertion). */
-async function until(pred: () => boolean, ms = 10_000): Promise<boolean> {
-  for (const end = Date.now() + ms; Date.now() < end; await Bun.sleep(20)) if (pred()) return true;
-  return pred();
-}
-
 /** The exit code, with proxywall's text lines shown when it is not the expected one. */
 function expectCode(r: Run, code: number): void {
   expect({ code: r.code, text: r.code === code ? [] : r.text }).toEqual({ code, text: [] });
 }
 
-const eventsOf = (events: Record<string, any>[], name: string) => events.filter((e) => e.event === name);
-
 /** Every JSON line must be valid against the schema; issues are reported with the line. */
-function expectValid(events: Record<string, any>[]): void {
+function expectValid(events: Event[]): void {
   expect(events.length).toBeGreaterThan(0);
   for (const e of events) {
     const r = v.safeParse(EventLine, e);
@@ -524,7 +496,7 @@ describePrivileged("bypass detection (real kernel, real clients)", () => {
     const outer = addNetns("pwouter");
     const first = background(["ip", "netns", "exec", outer, process.execPath, MAIN, "run", ...ARGS, "--", "sleep", "20"]);
     try {
-      expect(await until(() => first.out.stderr.includes('"sandbox_ready"'))).toBe(true);
+      await waitFor("the first sandbox's sandbox_ready", () => first.out.stderr.includes('"sandbox_ready"'), 10_000, 20);
       const second = await proxywallVia(["ip", "netns", "exec", outer], ["run", "--state-dir", STATE_DIR, "--pool", "10.208.0.0/16", "--", "true"]);
       const hostV6 = (r: string) => splitStderr(r).events.find((e) => e.event === "sandbox_ready")?.host_ipv6;
       expectCode(second, 0);
@@ -545,7 +517,7 @@ describePrivileged("bypass detection (real kernel, real clients)", () => {
     const outer = addNetns("pwouter");
     const first = background(["ip", "netns", "exec", outer, process.execPath, MAIN, "run", ...ARGS, "--", "sleep", "20"]);
     try {
-      expect(await until(() => first.out.stderr.includes('"sandbox_ready"'))).toBe(true);
+      await waitFor("the first sandbox's sandbox_ready", () => first.out.stderr.includes('"sandbox_ready"'), 10_000, 20);
       const netns = splitStderr(first.out.stderr).events.find((e) => e.event === "sandbox_ready")!.netns as string;
       const second = await proxywallVia(["ip", "netns", "exec", outer, "unshare", "--pid", "--fork", "--mount-proc"], ["run", ...ARGS, "--", "true"]);
       expect(second.text.filter((l) => l.includes("stale"))).toEqual([]);
@@ -563,7 +535,7 @@ describePrivileged("bypass detection (real kernel, real clients)", () => {
     let mon: ReturnType<typeof background> | null = null;
     try {
       mon = background([process.execPath, MAIN, "monitor", "--netns", first, "--summary-interval", "0"]);
-      expect(await until(() => mon!.out.stderr.includes("watching"))).toBe(true);
+      await waitFor("monitor to say it is watching", () => mon!.out.stderr.includes("watching"), 10_000, 20);
       const inFirst = ["nsenter", `--net=/run/netns/${first}`];
       // The SYN goes only to `second`, which does not forward: curl times out (28).
       const curl = Bun.spawn([...inFirst, "sh", "-c", 'echo "PID curl $$"; exec curl -sS -m 1 http://198.51.100.7:443/'], { stdout: "pipe", stderr: "pipe" });
@@ -573,7 +545,7 @@ describePrivileged("bypass detection (real kernel, real clients)", () => {
       expect(dnsCode).toBe(0);
       const pids = printedPids(curlOut + dnsOut);
       const lines = () => mon!.out.stdout.split("\n").filter((l) => l.includes('"bypass_detect"')).length;
-      expect(await until(() => lines() >= 2)).toBe(true);
+      await waitFor("two bypass_detect lines from the monitor", () => lines() >= 2, 10_000, 20);
       // Rules are in while it runs.
       expect(monitorLeftovers(first).length).toBeGreaterThan(0);
       mon.p.kill("SIGINT");
@@ -612,13 +584,13 @@ describePrivileged("bypass detection (real kernel, real clients)", () => {
     try {
       expect(sh(["nsenter", `--net=/run/netns/${first}`, "iptables", "-w", "5", ...own]).code).toBe(0);
       mon = background([process.execPath, MAIN, "monitor", "--pid", String(holder.pid), "--backend", "iptables", "--summary-interval", "0"]);
-      expect(await until(() => mon!.out.stderr.includes("watching"))).toBe(true);
+      await waitFor("monitor to say it is watching", () => mon!.out.stderr.includes("watching"), 10_000, 20);
       expect(mon.out.stderr).toContain("iptables");
       expect(monitorLeftovers(first)).toContain("iptables chain PROXYWALL_MONITOR");
       const dns = Bun.spawn(["nsenter", `--net=/run/netns/${first}`, exe.python, "-c", PY, "dns6", "2001:db8::53", DNS_NAME, "1", "1"], { stdout: "pipe", stderr: "pipe" });
       const [dnsOut, dnsCode] = await Promise.all([new Response(dns.stdout).text(), dns.exited]);
       expect(dnsCode).toBe(0);
-      expect(await until(() => mon!.out.stdout.includes('"bypass_detect"'))).toBe(true);
+      await waitFor("a bypass_detect line from the monitor", () => mon!.out.stdout.includes('"bypass_detect"'), 10_000, 20);
       mon.p.kill("SIGTERM");
       expect(await mon.finish()).toBe(0);
       const { events } = splitStderr(mon.out.stdout);

@@ -3,20 +3,22 @@
 // numbers are the proxy's own and not this test runner's.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, statSync, writeFileSync, readFileSync } from "node:fs";
+import { statSync, writeFileSync, readFileSync } from "node:fs";
 import net from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as v from "valibot";
 import { ProxyConnect } from "../src/events/schema.ts";
 import { findHeadEnd, parseRequestHead, ResponseStatus, BadRequest } from "../src/proxy/head.ts";
 import { startProxy, type ProxyOptions } from "../src/proxy/http-proxy.ts";
+import { selfSignedCert } from "./support/cert.ts";
+import { tempDir, type TempDir } from "./support/temp.ts";
+import { waitFor } from "./support/wait.ts";
 
 const BUN = process.execPath;
 const MB = 1024 * 1024;
 const SANDBOX = "0badc0de";
 
-let dir = "";
+let dir: TempDir | undefined;
 let origin: ReturnType<typeof Bun.serve>;
 let origin6: ReturnType<typeof Bun.serve> | null = null;
 let tlsOrigin: ReturnType<typeof Bun.serve>;
@@ -26,9 +28,9 @@ let upload: string; // a 5 MiB file to POST
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), "proxywall-proxy-test-"));
+  dir = tempDir("proxywall-proxy-test-");
   big = randomBytes(5 * MB);
-  upload = join(dir, "upload.bin");
+  upload = dir.path("upload.bin");
   writeFileSync(upload, randomBytes(5 * MB));
   const fetch = async (req: Request): Promise<Response> => {
     const url = new URL(req.url);
@@ -45,13 +47,7 @@ beforeAll(() => {
   } catch {
     origin6 = null; // no IPv6 loopback here: the tests that need it say so
   }
-  const cert = join(dir, "cert.pem");
-  const key = join(dir, "key.pem");
-  const r = Bun.spawnSync(
-    ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-days", "1", "-keyout", key, "-out", cert],
-    { stdout: "ignore", stderr: "pipe" },
-  );
-  if (r.exitCode !== 0) throw new Error(`openssl failed: ${r.stderr.toString()}`);
+  const { cert, key } = selfSignedCert(dir.root);
   tlsOrigin = Bun.serve({
     hostname: "127.0.0.1",
     port: 0,
@@ -64,20 +60,10 @@ afterAll(() => {
   origin?.stop(true);
   origin6?.stop(true);
   tlsOrigin?.stop(true);
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  dir?.remove();
 });
 
 // ---- helpers --------------------------------------------------------------------------------
-
-async function until<T>(what: string, f: () => T | undefined | null | false, ms = 5000): Promise<T> {
-  const deadline = performance.now() + ms;
-  for (;;) {
-    const r = f();
-    if (r) return r;
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(5);
-  }
-}
 
 interface Proxy {
   port: number;
@@ -98,7 +84,7 @@ async function withProxy(f: (p: Proxy) => Promise<void>, extra: Partial<ProxyOpt
       port: handle.ports[0]!,
       port6: handle.ports[1] ?? null,
       events,
-      event: async (n) => v.parse(ProxyConnect, await until(`proxy_connect event #${n}`, () => events[n - 1])),
+      event: async (n) => v.parse(ProxyConnect, await waitFor(`proxy_connect event #${n}`, () => events[n - 1])),
     });
   } finally {
     await handle.close();
@@ -318,7 +304,7 @@ test("response status: the final status after interim 1xx, fed in pieces", () =>
 
 test("plain http: curl gets the body; the event tells method, client, destination, status, bytes", async () => {
   await withProxy(async (p) => {
-    const hdr = join(dir, "hello.headers");
+    const hdr = dir!.path("hello.headers");
     const r = await curl("-x", `http://127.0.0.1:${p.port}`, "-D", hdr, `http://127.0.0.1:${origin.port}/some/path?q=1`);
     expect(r.err).toBe("");
     expect(r.out.toString()).toBe("hello GET /some/path?q=1");
@@ -432,7 +418,7 @@ test("5 MiB download and 5 MiB upload arrive intact, with exact byte counts", as
   const o = await recordingOrigin();
   try {
     await withProxy(async (p) => {
-      const hdr = join(dir, "big.headers");
+      const hdr = dir!.path("big.headers");
       const down = await curl("-x", `http://127.0.0.1:${p.port}`, "-D", hdr, `http://127.0.0.1:${origin.port}/big`);
       expect(down.err).toBe("");
       expect(down.out.length).toBe(big.length);
@@ -564,7 +550,7 @@ test("client silence, early close and resets: one event each, and the proxy keep
         let got = "";
         s.on("data", (d) => (got += d.toString()));
         s.write(`CONNECT 127.0.0.1:${echo.port} HTTP/1.1\r\n\r\nping`);
-        await until("echo through the tunnel", () => got.endsWith("ping"));
+        await waitFor("echo through the tunnel", () => got.endsWith("ping"));
         s.resetAndDestroy();
         const e = await p.event(3);
         expect(e).toMatchObject({ method: "CONNECT", status: 200, bytes_up: 4, bytes_down: 4, outcome: "client_error" });
@@ -630,7 +616,7 @@ test("close() stops listening and cuts open tunnels, each with its event", async
     s.on("data", (d) => (got += d.toString()));
     const closed = new Promise<void>((r) => s.on("close", () => r()));
     s.write(`CONNECT 127.0.0.1:${echo.port} HTTP/1.1\r\n\r\nopen`);
-    await until("tunnel", () => got.endsWith("open"));
+    await waitFor("tunnel", () => got.endsWith("open"));
     await h.close();
     expect(events.length).toBe(1);
     expect(v.parse(ProxyConnect, events[0])).toMatchObject({ status: 200, outcome: "ok", error: "the proxy was shut down" });
@@ -690,7 +676,7 @@ interface Child {
 }
 
 async function childProxy(): Promise<Child> {
-  const script = join(dir, "child-proxy.ts");
+  const script = dir!.path("child-proxy.ts");
   writeFileSync(
     script,
     `const { startProxy } = await import(${JSON.stringify(join(import.meta.dir, "../src/proxy/http-proxy.ts"))});
@@ -717,13 +703,13 @@ process.exit(0);
   })();
   const events: ProxyConnect[] = [];
   try {
-    const first = await until("the child proxy's port", () => lines[0], 10_000);
+    const first = await waitFor("the child proxy's port", () => lines[0], 10_000);
     return {
       port: (JSON.parse(first) as { port: number }).port,
       pid: proc.pid,
       events,
       event: async (n, ms = 5000) => {
-        const line = await until(`child event #${n}`, () => lines[n], ms);
+        const line = await waitFor(`child event #${n}`, () => lines[n], ms);
         return v.parse(ProxyConnect, JSON.parse(line));
       },
       async stop() {
@@ -801,7 +787,7 @@ for (const mode of ["CONNECT", "GET"] as const) {
         s.pause(); // read one chunk, then stop reading
       });
       s.connect(child.port, "127.0.0.1", () => s.write(req(fire.port)));
-      await until("first bytes", () => got > 0);
+      await waitFor("first bytes", () => got > 0);
       await Bun.sleep(1000);
       const sentWhilePaused = fire.sent();
       const after = memory(child.pid);
@@ -864,7 +850,7 @@ test("back-pressure (upload): a destination that stops reading stops the client,
       };
       pump();
     });
-    await until("the destination's first bytes", () => received > 0);
+    await waitFor("the destination's first bytes", () => received > 0);
     await Bun.sleep(1000);
     const writtenWhileStuck = written;
     const after = memory(child.pid);

@@ -1,13 +1,17 @@
 // `proxywall run` against the real kernel, ip, nft/iptables and real clients (root only).
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createServer, type Server } from "node:net";
 import { createSocket, type Socket } from "node:dgram";
 import * as v from "valibot";
 import { EventLine } from "../src/events/schema.ts";
-import { describePrivileged, hostSnapshot, MAIN, proxywall, ROOT, splitStderr, TEST_ARGS, TEST_STATE_DIR } from "./support/privileged.ts";
+import { selfSignedCert } from "./support/cert.ts";
+import { eventsOf, splitStderr } from "./support/events.ts";
+import { describePrivileged, hostSnapshot, MAIN, proxywall, ROOT, TEST_ARGS, TEST_STATE_DIR } from "./support/privileged.ts";
+import { background } from "./support/process.ts";
+import { tempDir, type TempDir } from "./support/temp.ts";
+import { waitFor } from "./support/wait.ts";
 
 const CLIENTS = join(ROOT, "test/support/clients.sh");
 
@@ -28,37 +32,19 @@ function parseClients(stdout: string): ClientResult[] {
     });
 }
 
-/** Starts proxywall and resolves once its sandbox_ready line is out (for signal tests). */
+/** Starts proxywall; `ready` resolves true once its sandbox_ready line is out, false if it never comes (for signal tests). */
 async function startRun(args: string[]) {
-  const p = Bun.spawn([process.execPath, MAIN, "run", ...TEST_ARGS, ...args], { stdout: "pipe", stderr: "pipe" });
-  let stderr = "";
-  const reader = p.stderr.getReader();
-  const decoder = new TextDecoder();
-  const ready = (async () => {
-    const deadline = Date.now() + 20_000;
-    while (Date.now() < deadline) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      stderr += decoder.decode(value);
-      if (stderr.includes('"event":"sandbox_ready"')) return true;
-    }
-    return false;
-  })();
+  const run = background([process.execPath, MAIN, "run", ...TEST_ARGS, ...args]);
+  const ready = waitFor("sandbox_ready", () => (run.out.stderr.includes('"event":"sandbox_ready"') ? "ready" : run.closed && "closed"), 20_000).then(
+    (r) => r === "ready",
+    () => false,
+  );
   const finish = async () => {
-    const killer = setTimeout(() => p.kill("SIGKILL"), 20_000);
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      stderr += decoder.decode(value);
-    }
-    const code = await p.exited;
-    clearTimeout(killer);
-    return { code, stdout: await new Response(p.stdout).text(), stderr, ...splitStderr(stderr) };
+    const code = await run.finish(20_000);
+    return { code, stdout: run.out.stdout, stderr: run.out.stderr, ...splitStderr(run.out.stderr) };
   };
-  return { p, ready, finish };
+  return { p: run.p, ready, finish };
 }
-
-const eventsOf = (events: Record<string, any>[], name: string) => events.filter((e) => e.event === name);
 
 describePrivileged("proxywall run (real namespaces and rules)", () => {
   let tcp4: Server;
@@ -69,7 +55,7 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
   let udpPort = 0;
   let web: ReturnType<typeof Bun.serve>;
   let tls: ReturnType<typeof Bun.serve>;
-  let certDir: string;
+  let certDir: TempDir | undefined;
 
   beforeAll(async () => {
     // A plain TCP server on every host address, on a port that is not the proxy's.
@@ -86,13 +72,12 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
     udp6 = createSocket({ type: "udp6", ipv6Only: true });
     await new Promise<void>((r) => udp6.bind(udpPort, "::", r));
     web = Bun.serve({ hostname: "0.0.0.0", port: 0, fetch: (req) => new Response(`origin saw ${new URL(req.url).pathname}\n`) });
-    certDir = mkdtempSync(join(tmpdir(), "pw-tls-"));
-    const gen = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-days", "1", "-keyout", `${certDir}/key.pem`, "-out", `${certDir}/cert.pem`]);
-    expect(gen.exitCode).toBe(0);
+    certDir = tempDir("pw-tls-");
+    const pem = selfSignedCert(certDir.root);
     tls = Bun.serve({
       hostname: "0.0.0.0",
       port: 0,
-      tls: { cert: Bun.file(`${certDir}/cert.pem`), key: Bun.file(`${certDir}/key.pem`) },
+      tls: { cert: Bun.file(pem.cert), key: Bun.file(pem.key) },
       fetch: () => new Response("secret origin\n"),
     });
   });
@@ -104,7 +89,7 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
     udp6?.close();
     web?.stop(true);
     tls?.stop(true);
-    if (certDir) rmSync(certDir, { recursive: true, force: true });
+    certDir?.remove();
   });
 
   test("direct TCP connects are refused at once by every client, IPv4 and IPv6; UDP fails at once; without the rules they connect", async () => {
@@ -156,33 +141,29 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
   });
 
   test("events: sandbox_ready before CMD, sandbox_closed after cleanup, degraded for root CMD; --events file and fd", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "pw-events-"));
-    try {
-      const file = join(dir, "events.jsonl");
-      writeFileSync(file, '{"earlier":"line"}\n');
-      const r = await proxywall(["run", ...TEST_ARGS, "--events", file, "--", "sh", "-c", "echo cmd-ran >&2"]);
-      expect(r.code).toBe(0);
-      expect(r.stderr).toBe("cmd-ran\n");
-      const lines = (await Bun.file(file).text()).trim().split("\n").map((l) => JSON.parse(l));
-      expect(lines[0]).toEqual({ earlier: "line" });
-      const events = lines.slice(1);
-      // The final bypass_totals (all zero here) comes before sandbox_closed.
-      expect(events.map((e) => e.event)).toEqual(["degraded", "sandbox_ready", "bypass_totals", "sandbox_closed"]);
-      for (const e of events) v.parse(EventLine, e);
-      expect(events[0].component).toBe("privileges");
-      expect(events[1].degraded).toEqual(["privileges"]);
-      expect(events[2]).toMatchObject({ tcp: 0, udp: 0, other: 0, events: 0, final: true });
-      expect(events[3]).toMatchObject({ exit_code: 0, cmd_exit_code: 0, cmd_signal: null, cleanup: [] });
+    using dir = tempDir("pw-events-");
+    const file = dir.path("events.jsonl");
+    writeFileSync(file, '{"earlier":"line"}\n');
+    const r = await proxywall(["run", ...TEST_ARGS, "--events", file, "--", "sh", "-c", "echo cmd-ran >&2"]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe("cmd-ran\n");
+    const lines = (await Bun.file(file).text()).trim().split("\n").map((l) => JSON.parse(l));
+    expect(lines[0]).toEqual({ earlier: "line" });
+    const events = lines.slice(1);
+    // The final bypass_totals (all zero here) comes before sandbox_closed.
+    expect(events.map((e) => e.event)).toEqual(["degraded", "sandbox_ready", "bypass_totals", "sandbox_closed"]);
+    for (const e of events) v.parse(EventLine, e);
+    expect(events[0].component).toBe("privileges");
+    expect(events[1].degraded).toEqual(["privileges"]);
+    expect(events[2]).toMatchObject({ tcp: 0, udp: 0, other: 0, events: 0, final: true });
+    expect(events[3]).toMatchObject({ exit_code: 0, cmd_exit_code: 0, cmd_signal: null, cleanup: [] });
 
-      const asNobody = await proxywall(["run", ...TEST_ARGS, "--user", "65534:65534", "--events", "fd:1", "--", "sh", "-c", "id -u >&2"]);
-      expect(asNobody.code).toBe(0);
-      expect(asNobody.stderr).toBe("65534\n");
-      const ev = asNobody.stdout.trim().split("\n").map((l) => JSON.parse(l));
-      expect(ev.map((e) => e.event)).toEqual(["sandbox_ready", "bypass_totals", "sandbox_closed"]);
-      expect(ev[0].degraded).toEqual([]);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+    const asNobody = await proxywall(["run", ...TEST_ARGS, "--user", "65534:65534", "--events", "fd:1", "--", "sh", "-c", "id -u >&2"]);
+    expect(asNobody.code).toBe(0);
+    expect(asNobody.stderr).toBe("65534\n");
+    const ev = asNobody.stdout.trim().split("\n").map((l) => JSON.parse(l));
+    expect(ev.map((e) => e.event)).toEqual(["sandbox_ready", "bypass_totals", "sandbox_closed"]);
+    expect(ev[0].degraded).toEqual([]);
   });
 
   test("CMD gets the proxy environment and the user's own variables", async () => {
@@ -351,13 +332,13 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
 
   test("fail closed: when the rejects cannot be installed CMD never starts, exit 3; --allow-degraded runs it loudly", async () => {
     // Firewall tools that refuse everything, found first on PATH: the fence cannot be installed.
-    const fake = mkdtempSync(join(tmpdir(), "pw-faketools-"));
+    using fake = tempDir("pw-faketools-");
     const stateDir = "/run/proxywall-test-fence";
     try {
       for (const tool of ["nft", "iptables-restore", "ip6tables-restore"]) {
-        writeFileSync(join(fake, tool), `#!/bin/sh\necho "${tool}: Operation not supported (fake)" >&2\nexit 1\n`, { mode: 0o755 });
+        writeFileSync(fake.path(tool), `#!/bin/sh\necho "${tool}: Operation not supported (fake)" >&2\nexit 1\n`, { mode: 0o755 });
       }
-      const env = { PATH: `${fake}:${process.env.PATH}` };
+      const env = { PATH: `${fake.root}:${process.env.PATH}` };
       const args = ["run", "--state-dir", stateDir, "--pool", "10.206.0.0/16"];
       const before = hostSnapshot();
       const r = await proxywall([...args, "--", "sh", "-c", "echo CMD-RAN"], { env });
@@ -376,7 +357,6 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
       expect(eventsOf(d.events, "sandbox_ready")[0]).toMatchObject({ backend: null, monitor: "off", detection: "off" });
       expect(hostSnapshot()).toEqual(before);
     } finally {
-      rmSync(fake, { recursive: true, force: true });
       await proxywall(["gc", "--state-dir", stateDir]);
       rmSync(stateDir, { recursive: true, force: true });
     }

@@ -4,13 +4,15 @@
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
+import { splitStderr, type Event } from "./events.ts";
+
+export { eventsOf, splitStderr, type Event } from "./events.ts";
 
 export const ROOT = join(import.meta.dir, "../..");
 export const MAIN = join(ROOT, "src/main.ts");
-/** Tests use their own state dir and pool, so they never touch a developer's live sandboxes. */
+/** Tests use their own state dir, so they never touch a developer's live sandboxes. */
 export const TEST_STATE_DIR = "/run/proxywall-test";
-export const TEST_POOL = "10.201.0.0/16";
-export const TEST_ARGS = ["--state-dir", TEST_STATE_DIR, "--pool", TEST_POOL];
+export const TEST_ARGS = ["--state-dir", TEST_STATE_DIR];
 
 function canMakeNamespace(): boolean {
   if (process.getuid?.() !== 0) return false;
@@ -77,26 +79,10 @@ export interface Run {
   code: number;
   stdout: string;
   stderr: string;
-  /** JSON lines proxywall wrote to stderr (its default event destination). */
-  events: Record<string, any>[];
+  /** Event lines proxywall wrote to stderr (its default event destination). */
+  events: Event[];
   /** stderr lines that are not JSON: diagnostics and CMD's own stderr. */
   text: string[];
-}
-
-export function splitStderr(stderr: string): { events: Record<string, any>[]; text: string[] } {
-  const events: Record<string, any>[] = [];
-  const text: string[] = [];
-  for (const line of stderr.split("\n")) {
-    if (!line) continue;
-    if (line.startsWith("{")) {
-      try {
-        events.push(JSON.parse(line));
-        continue;
-      } catch {}
-    }
-    text.push(line);
-  }
-  return { events, text };
 }
 
 /**
