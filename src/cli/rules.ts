@@ -3,11 +3,9 @@ import { defineCommand } from "citty";
 import * as v from "valibot";
 import { ID_PATTERN, sandboxNames } from "../plan/addresses.ts";
 import { ALL_FEATURES, planRuleset } from "../plan/ruleset.ts";
-import { renderNft } from "../plan/render-nft.ts";
-import { renderIptables } from "../plan/render-iptables.ts";
 import { validate } from "./argv.ts";
 import { FenceOptions, fenceArgs, fenceInput } from "./fence-options.ts";
-import { watchRules } from "../plan/sandbox-plan.ts";
+import { fenceSteps, watchRules } from "../plan/sandbox-plan.ts";
 
 const Options = v.object({
   ...FenceOptions.entries,
@@ -29,11 +27,9 @@ export default defineCommand({
       logRate: o.logRate,
       features: ALL_FEATURES,
     });
-    if ((o.backend ?? "nft") === "nft") {
-      console.log(`# nft -f FILE, inside the sandbox network namespace\n${renderNft(ruleset)}`);
-    } else {
-      console.log(`# iptables-restore, inside the sandbox network namespace\n${renderIptables(ruleset, "ipv4")}`);
-      console.log(`# ip6tables-restore, inside the sandbox network namespace\n${renderIptables(ruleset, "ipv6")}`);
+    // The very steps a run installs (which build of iptables-restore runs them is decided per kernel).
+    for (const step of fenceSteps(ruleset, o.backend ?? "nft")) {
+      console.log(`# ${step.tool} ${step.args.join(" ")}, inside the sandbox network namespace, fed:\n${step.text}`);
     }
     return 0;
   },

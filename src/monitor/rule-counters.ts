@@ -4,6 +4,7 @@ import type { Backend } from "../plan/sandbox-plan.ts";
 import { NFT_TABLE } from "../plan/render-nft.ts";
 import { inNetns } from "../sys/netns.ts";
 import { findTool, startTool } from "../sys/tools.ts";
+import { iptablesSaveTools } from "../fence/install.ts";
 
 export interface RejectTotals {
   tcp: number;
@@ -66,9 +67,9 @@ export async function readRejectTotals(nsPath: string, backend: Backend): Promis
       const r = await inNetns(nsPath, () => startTool(nft, ["-j", "list", "table", "inet", NFT_TABLE]));
       return r.code === 0 ? totalsFromNftJson(r.stdout) : null;
     }
-    const tools = [findTool("iptables-save"), findTool("ip6tables-save")];
-    if (tools.some((t) => t === null)) return null;
-    const runs = await Promise.all(tools.map((t) => inNetns(nsPath, () => startTool(t!, ["-c", "-t", "filter"]))));
+    const tools = iptablesSaveTools(nsPath);
+    if (!tools) return null;
+    const runs = await Promise.all(tools.map((t) => inNetns(nsPath, () => startTool(t, ["-c", "-t", "filter"]))));
     return runs.every((r) => r.code === 0) ? totalsFromIptablesSave(runs.map((r) => r.stdout)) : null;
   } catch {
     return null;

@@ -24,10 +24,9 @@ export interface SandboxConfig {
   features: Features;
 }
 
-/** One fence command: run inside the namespace, its text given as a file (nft) or stdin. */
+/** One fence command: run inside the namespace, `text` fed on its standard input. */
 export interface FenceStep {
   tool: "nft" | "iptables-restore" | "ip6tables-restore";
-  /** Arguments; the literal "{file}" stands for a temporary file holding `text`. */
   args: string[];
   text: string;
 }
@@ -62,7 +61,8 @@ export function watchRules(kind: LogKind, nflogGroup: number, prefix: string): {
  * once; which build of them, legacy or nf_tables, is src/fence/select.ts's choice).
  */
 export function fenceSteps(ruleset: Ruleset, backend: Backend): FenceStep[] {
-  if (backend === "nft") return [{ tool: "nft", args: ["-f", "{file}"], text: renderNft(ruleset) }];
+  // nft -f - needs /dev/stdin, which minimal images lack; /proc/self/fd/0 is there wherever /proc is.
+  if (backend === "nft") return [{ tool: "nft", args: ["-f", "/proc/self/fd/0"], text: renderNft(ruleset) }];
   return [
     { tool: "iptables-restore", args: ["-w", "5"], text: renderIptables(ruleset, "ipv4") },
     { tool: "ip6tables-restore", args: ["-w", "5"], text: renderIptables(ruleset, "ipv6") },

@@ -14,7 +14,12 @@ import type { Backend } from "../plan/sandbox-plan.ts";
 import { CAP_NET_ADMIN, CAP_SYS_ADMIN, effectiveCaps, hasCap } from "../sys/capabilities.ts";
 import { inNetns, netnsPath } from "../sys/netns.ts";
 import { findTool, startTool, toolError, type ToolResult } from "../sys/tools.ts";
-import { backendCandidates, type BackendChoice } from "./apply.ts";
+import { candidates } from "../fence/select.ts";
+
+// Interim, until doctor asks select.ts itself: the nft and system iptables tools, as before.
+type BackendChoice = { backend: Backend; tools: Record<string, string> };
+const backendCandidates = (asked?: Backend): BackendChoice[] =>
+  candidates(asked).flatMap((c) => (c.absent || !c.tools || c.flavour === "iptables-legacy" ? [] : [{ backend: c.backend, tools: c.tools as Record<string, string> }]));
 
 // ---------------------------------------------------------------------------------------------
 // The report, as data. `doctor --json` prints exactly one DoctorReport.

@@ -153,7 +153,7 @@ export async function fence(s: Setup, names: SandboxPlan["names"], watch: Watch,
     const { features, missing } = chosen.byLog[logKind];
     plan = planSandbox({ ...config, backend: chosen.backend, features });
     for (const m of missing) s.degrade(m, FEATURE_LOSS[m].missing, FEATURE_LOSS[m].fix, FEATURE_LOSS[m].still);
-    await installFence(chosen, plan.fence, plan.names.netns, `${s.cfg.stateDir}/${s.id}.rules`);
+    await installFence(chosen, plan.fence, plan.names.netns);
     watch.fenceInstalled(chosen.backend, features);
     return { plan, fenced: true };
   } catch (e) {

@@ -31,12 +31,12 @@ export interface ToolResult {
 }
 
 /** Starts a tool; returns at once so the caller may switch namespaces back before awaiting. */
-export function startTool(path: string, args: readonly string[], stdin?: string): Promise<ToolResult> {
+export function startTool(path: string, args: readonly string[], stdin?: string, env?: Record<string, string>): Promise<ToolResult> {
   const p = Bun.spawn([path, ...args], {
     stdin: stdin === undefined ? "ignore" : new TextEncoder().encode(stdin),
     stdout: "pipe",
     stderr: "pipe",
-    env: { ...process.env, LC_ALL: "C" },
+    env: { ...process.env, LC_ALL: "C", ...env },
   });
   ownChildren.add(p.pid);
   return Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]).then(([stdout, stderr, code]) => {
@@ -45,8 +45,25 @@ export function startTool(path: string, args: readonly string[], stdin?: string)
   });
 }
 
+/** A line that says what went wrong, as opposed to an echo of the input or a caret marker. */
+const MESSAGE = /error|fatal|fail|warning|not supported|not found|denied|not permitted|unknown|invalid|no such|cannot|can't|could not/i;
+
+/**
+ * The tool's own words about a failure: its message lines (nft prints the message, then the
+ * offending input line and a row of carets; only the message and the input line say anything),
+ * else its last two lines of stderr.
+ */
+export function toolSaid(stderr: string): string {
+  const lines = stderr
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l && !/^[\^~\s]+$/.test(l));
+  const messages = lines.filter((l) => MESSAGE.test(l));
+  return [...new Set(messages.length > 0 ? messages : lines.slice(-2))].slice(0, 3).join("; ");
+}
+
 /** One line naming the tool and what it said, for error messages. */
 export function toolError(what: string, r: ToolResult): string {
-  const said = r.stderr.trim().split("\n").filter(Boolean).slice(-2).join("; ");
+  const said = toolSaid(r.stderr);
   return `${what} failed (exit ${r.code})${said ? `: ${said}` : ""}`;
 }
