@@ -1,17 +1,10 @@
 // Entering a network namespace without `ip netns exec` (which remounts /sys and fails under
 // rootless runtimes): setns(2) on the JS thread through bun:ffi, run something synchronous that
 // inherits the namespace (a spawn, a socket), then setns back. The process itself never moves.
-import { dlopen, FFIType } from "bun:ffi";
 import { closeSync, openSync } from "node:fs";
+import { libc } from "./libc.ts";
 
 const CLONE_NEWNET = 0x40000000;
-
-let libc: ReturnType<typeof load> | null = null;
-function load() {
-  return dlopen("libc.so.6", {
-    setns: { args: [FFIType.i32, FFIType.i32], returns: FFIType.i32 },
-  });
-}
 
 export function netnsPath(name: string): string {
   return `/run/netns/${name}`;
@@ -19,16 +12,16 @@ export function netnsPath(name: string): string {
 
 /** Runs `fn` with this thread in the namespace at `nsPath`; `fn` must be synchronous. */
 export function inNetns<T>(nsPath: string, fn: () => T): T {
-  libc ??= load();
+  const { setns } = libc();
   const home = openSync("/proc/thread-self/ns/net", "r");
   const target = openSync(nsPath, "r");
   try {
-    if (libc.symbols.setns(target, CLONE_NEWNET) !== 0) throw new Error(`cannot enter network namespace ${nsPath}: setns failed`);
+    if (setns(target, CLONE_NEWNET) !== 0) throw new Error(`cannot enter network namespace ${nsPath}: setns failed`);
     try {
       return fn();
     } finally {
       // Not getting home would leave proxywall itself inside the sandbox: nothing sane can follow.
-      if (libc.symbols.setns(home, CLONE_NEWNET) !== 0) {
+      if (setns(home, CLONE_NEWNET) !== 0) {
         console.error("proxywall: fatal: cannot return to its own network namespace");
         process.exit(70);
       }

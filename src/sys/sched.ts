@@ -2,7 +2,7 @@
 // calling thread when given pid 0, so a Worker changes its own thread and no other. It is called
 // as a raw system call: musl's sched_setscheduler() is a stub that always fails (ENOSYS), since
 // the Linux call is per thread where POSIX wants it per process.
-import { dlopen, FFIType } from "bun:ffi";
+import { libc } from "./libc.ts";
 
 const SCHED_OTHER = 0;
 const SCHED_FIFO = 1;
@@ -10,13 +10,6 @@ const SCHED_FIFO = 1;
 const SCHED_RESET_ON_FORK = 0x40000000;
 /** __NR_sched_setscheduler: arch/x86/entry/syscalls/syscall_64.tbl, include/uapi/asm-generic/unistd.h (arm64). */
 const NR_SCHED_SETSCHEDULER: Partial<Record<NodeJS.Architecture, number>> = { x64: 144, arm64: 119 };
-
-let libc: ReturnType<typeof load> | null = null;
-function load() {
-  return dlopen("libc.so.6", {
-    syscall: { args: [FFIType.i64, FFIType.i64, FFIType.i64, FFIType.ptr], returns: FFIType.i64 },
-  });
-}
 
 /**
  * Puts the calling thread at real-time priority 1 (SCHED_FIFO, the lowest real-time level) or back
@@ -26,7 +19,6 @@ function load() {
 export function setRealtime(on: boolean): boolean {
   const nr = NR_SCHED_SETSCHEDULER[process.arch];
   if (nr === undefined) return false;
-  libc ??= load();
   const param = new Int32Array([on ? 1 : 0]); // struct sched_param { int sched_priority; }
-  return Number(libc.symbols.syscall(nr, 0, (on ? SCHED_FIFO : SCHED_OTHER) | SCHED_RESET_ON_FORK, param)) === 0;
+  return Number(libc().syscall(nr, 0, (on ? SCHED_FIFO : SCHED_OTHER) | SCHED_RESET_ON_FORK, param)) === 0;
 }

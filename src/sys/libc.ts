@@ -1,0 +1,50 @@
+// The C library through bun:ffi: the one dlopen of the process (of each thread: a Worker has its
+// own module instance, hence its own handle), with every symbol any module calls. Opened on first
+// use, so commands that never call libc (--version, rules, parse) never load it.
+//
+// Only portable symbols plus __errno_location, which glibc and musl both export. On musl the
+// dynamic loader maps the name "libc.so.6" to musl itself (shared/BUN-NOTES.md). musl's
+// sched_setscheduler() is a stub that always fails, so sched.ts makes the system call through
+// `syscall` instead.
+import { dlopen, FFIType, read, type Pointer } from "bun:ffi";
+
+const { i32, u32, i64, u64, ptr } = FFIType;
+
+function load() {
+  return dlopen("libc.so.6", {
+    // sockets (netlink, sock_diag, the self-test's probes)
+    socket: { args: [i32, i32, i32], returns: i32 },
+    bind: { args: [i32, ptr, u32], returns: i32 },
+    connect: { args: [i32, ptr, u32], returns: i32 },
+    getsockname: { args: [i32, ptr, ptr], returns: i32 },
+    setsockopt: { args: [i32, i32, i32, ptr, u32], returns: i32 },
+    sendto: { args: [i32, ptr, u64, i32, ptr, u32], returns: i64 },
+    recv: { args: [i32, ptr, u64, i32], returns: i64 },
+    // file descriptors (the watch thread's poll and wake-up, /dev/kmsg, claim locks)
+    close: { args: [i32], returns: i32 },
+    poll: { args: [ptr, u64, i32], returns: i32 },
+    eventfd: { args: [u32, i32], returns: i32 },
+    write: { args: [i32, ptr, u64], returns: i64 },
+    lseek: { args: [i32, i64, i32], returns: i64 },
+    flock: { args: [i32, i32], returns: i32 },
+    // namespaces, scheduling, children
+    setns: { args: [i32, i32], returns: i32 },
+    syscall: { args: [i64, i64, i64, ptr], returns: i64 },
+    waitid: { args: [i32, u32, ptr, i32], returns: i32 },
+    waitpid: { args: [i32, ptr, i32], returns: i32 },
+    __errno_location: { args: [], returns: ptr },
+  });
+}
+
+let lib: ReturnType<typeof load> | null = null;
+
+/** The libc functions, opened on the first call. */
+export function libc(): ReturnType<typeof load>["symbols"] {
+  return (lib ??= load()).symbols;
+}
+
+/** errno of this thread, as the last failed libc call left it (positive). */
+export function errno(): number {
+  const p = libc().__errno_location() as Pointer | null;
+  return p ? read.i32(p, 0) : 0;
+}
