@@ -13,6 +13,7 @@ import { startProxy, type ProxyOptions } from "../src/proxy/http-proxy.ts";
 import { selfSignedCert } from "./support/cert.ts";
 import { tempDir, type TempDir } from "./support/temp.ts";
 import { waitFor } from "./support/wait.ts";
+import { admitAll } from "./support/admit.ts";
 
 const BUN = process.execPath;
 const MB = 1024 * 1024;
@@ -78,7 +79,7 @@ async function withProxy(f: (p: Proxy) => Promise<void>, extra: Partial<ProxyOpt
   const events: ProxyConnect[] = [];
   const listen = [{ host: "127.0.0.1", port: 0 }];
   if (origin6) listen.push({ host: "::1", port: 0 });
-  const handle = await startProxy({ listen, sandbox: SANDBOX, onEvent: (e) => events.push(e), ...extra });
+  const handle = await startProxy({ listen, sandbox: SANDBOX, onEvent: (e) => events.push(e), admit: admitAll, ...extra });
   try {
     await f({
       port: handle.ports[0]!,
@@ -589,14 +590,14 @@ test("policy seam: allow() refusing gives 403 without connecting", async () => {
         const r = await curl("-x", `http://127.0.0.1:${p.port}`, "-o", "/dev/null", "-w", "%{http_code}", `http://127.0.0.1:${o.port}/`);
         expect(r.out.toString()).toBe("403");
         const e = await p.event(1);
-        expect(e).toMatchObject({ status: 403, outcome: "connect_failed", error: "denied: not on the list" });
+        expect(e).toMatchObject({ status: 403, outcome: "denied", rule: "deny test", reason: "not on the list", error: null });
         expect(asked).toEqual([`127.0.0.1:${o.port}`]);
         expect(o.conns.length).toBe(0);
       },
       {
-        allow: (host, port) => {
-          asked.push(`${host}:${port}`);
-          return "not on the list";
+        admit: async (t) => {
+          asked.push(`${t.host}:${t.port}`);
+          return { verdict: { allowed: false, outcome: "denied", rule: "deny test", reason: "not on the list" }, addrs: [], process: null, checkHello: () => null };
         },
       },
     );
@@ -608,7 +609,7 @@ test("policy seam: allow() refusing gives 403 without connecting", async () => {
 test("close() stops listening and cuts open tunnels, each with its event", async () => {
   const echo = await echoServer("127.0.0.1");
   const events: ProxyConnect[] = [];
-  const h = await startProxy({ listen: [{ host: "127.0.0.1", port: 0 }], sandbox: SANDBOX, onEvent: (e) => events.push(e) });
+  const h = await startProxy({ listen: [{ host: "127.0.0.1", port: 0 }], sandbox: SANDBOX, onEvent: (e) => events.push(e), admit: admitAll });
   const s = net.connect(h.ports[0]!, "127.0.0.1");
   try {
     s.on("error", () => {});
@@ -639,10 +640,10 @@ test("listening failures reject naming the address and port; nothing stays open"
   const busy = await rawServer("127.0.0.1", () => {});
   try {
     const noop = () => {};
-    await expect(startProxy({ listen: [{ host: "127.0.0.1", port: busy.port }], sandbox: SANDBOX, onEvent: noop })).rejects.toThrow(
+    await expect(startProxy({ listen: [{ host: "127.0.0.1", port: busy.port }], sandbox: SANDBOX, onEvent: noop, admit: admitAll })).rejects.toThrow(
       `proxy cannot listen on 127.0.0.1:${busy.port}: the address is already in use (EADDRINUSE)`,
     );
-    await expect(startProxy({ listen: [{ host: "localhost", port: 0 }], sandbox: SANDBOX, onEvent: noop })).rejects.toThrow(
+    await expect(startProxy({ listen: [{ host: "localhost", port: 0 }], sandbox: SANDBOX, onEvent: noop, admit: admitAll })).rejects.toThrow(
       "proxy cannot listen on localhost:0: not an IP address",
     );
     if (origin6) {
@@ -651,9 +652,9 @@ test("listening failures reject naming the address and port; nothing stays open"
       const busy6 = await rawServer("::1", () => {});
       try {
         await expect(
-          startProxy({ listen: [{ host: "127.0.0.1", port: free }, { host: "::1", port: busy6.port }], sandbox: SANDBOX, onEvent: noop }),
+          startProxy({ listen: [{ host: "127.0.0.1", port: free }, { host: "::1", port: busy6.port }], sandbox: SANDBOX, onEvent: noop, admit: admitAll }),
         ).rejects.toThrow(`[::1]:${busy6.port}`);
-        const again = await startProxy({ listen: [{ host: "127.0.0.1", port: free }], sandbox: SANDBOX, onEvent: noop });
+        const again = await startProxy({ listen: [{ host: "127.0.0.1", port: free }], sandbox: SANDBOX, onEvent: noop, admit: admitAll });
         expect(again.ports).toEqual([free]);
         await again.close();
       } finally {
@@ -680,7 +681,8 @@ async function childProxy(): Promise<Child> {
   writeFileSync(
     script,
     `const { startProxy } = await import(${JSON.stringify(join(import.meta.dir, "../src/proxy/http-proxy.ts"))});
-const p = await startProxy({ listen: [{ host: "127.0.0.1", port: 0 }], sandbox: ${JSON.stringify(SANDBOX)}, onEvent: (e) => console.log(JSON.stringify(e)) });
+const { admitAll } = await import(${JSON.stringify(join(import.meta.dir, "support/admit.ts"))});
+const p = await startProxy({ listen: [{ host: "127.0.0.1", port: 0 }], sandbox: ${JSON.stringify(SANDBOX)}, onEvent: (e) => console.log(JSON.stringify(e)), admit: admitAll });
 console.log(JSON.stringify({ port: p.ports[0] }));
 for await (const _ of Bun.stdin.stream()) {}
 await p.close();

@@ -12,6 +12,8 @@ import { AddressPortOption, intOption, validate } from "./argv.ts";
 import type { CliData } from "./cli.ts";
 import { EXIT, ExitError, usageError } from "../exit-codes.ts";
 import { FenceOptions, fenceArgs, fenceInput, WatchOptions, watchArgs, watchInput } from "./fence-options.ts";
+import { policyArgs, policyFrom } from "./policy-options.ts";
+import { DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_CLIENTS } from "../proxy/http-proxy.ts";
 import { watchRules } from "../plan/sandbox-plan.ts";
 import { canBuildSandbox } from "../sys/capabilities.ts";
 
@@ -26,6 +28,8 @@ const Options = v.object({
   dryRun: v.boolean(),
   monitor: v.picklist(["auto", "nflog", "kmsg", "dmesg", "off"], "must be auto, nflog, kmsg, dmesg or off"),
   failOnBypass: v.boolean(),
+  idleTimeout: intOption(1, 86400),
+  maxClients: intOption(1, 100000),
 });
 
 export default defineCommand({
@@ -41,8 +45,11 @@ export default defineCommand({
     "dry-run": { type: "boolean", description: "print the commands and rules run would apply, change nothing" },
     monitor: { type: "string", description: "what watches for bypass attempts: auto (nflog, else the kernel log where it works), nflog, kmsg, dmesg, off", default: "auto", valueHint: "auto|nflog|kmsg|dmesg|off" },
     "fail-on-bypass": { type: "boolean", description: "exit 4 when CMD succeeded but tried to go around the proxy (for CI jobs)" },
+    ...policyArgs,
+    "idle-timeout": { type: "string", description: "end a tunnel or request through the built-in proxy after this many seconds with no byte either way", default: String(DEFAULT_IDLE_TIMEOUT_S), valueHint: "SECONDS" },
+    "max-clients": { type: "string", description: "at most this many connections to the built-in proxy at once; more get 503", default: String(DEFAULT_MAX_CLIENTS), valueHint: "N" },
   },
-  async run({ args, data }) {
+  async run({ args, data, rawArgs }) {
     const o = validate(Options, {
       ...fenceInput(args),
       ...watchInput(args),
@@ -54,7 +61,10 @@ export default defineCommand({
       dryRun: args["dry-run"] === true,
       monitor: args.monitor,
       failOnBypass: args["fail-on-bypass"] === true,
+      idleTimeout: args["idle-timeout"],
+      maxClients: args["max-clients"],
     });
+    const policy = policyFrom(rawArgs, args["policy-mode"], o.proxyPort);
     const cmd = (data as CliData).passthrough ?? [];
     if (cmd.length === 0) throw usageError("no command to run: proxywall run [options] -- CMD [ARGS...]");
     if (cmd.some((a) => a.length > 128 * 1024)) throw usageError("an argument of CMD is longer than 128 KiB");
@@ -76,7 +86,7 @@ export default defineCommand({
       return EXIT.ok;
     }
 
-    const events = openEventSink(o.events);
+    const events = openEventSink(o.events, o.eventFormat);
     if (typeof events === "string") throw usageError(events);
     if (!canBuildSandbox()) {
       throw new ExitError("cannot build the sandbox: needs root, or CAP_NET_ADMIN and CAP_SYS_ADMIN (creating a network namespace)", EXIT.sandbox);
@@ -97,6 +107,9 @@ export default defineCommand({
       monitor: o.monitor,
       summaryInterval: o.summaryInterval,
       failOnBypass: o.failOnBypass,
+      policy,
+      idleTimeoutS: o.idleTimeout,
+      maxClients: o.maxClients,
     });
   },
 });

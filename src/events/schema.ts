@@ -154,14 +154,21 @@ export const ProxyConnect = event("proxy_connect", "One tunnel (CONNECT) or requ
   method: v.string(),
   client_addr: v.string(),
   client_port: Port,
-  dst_host: v.string(),
+  dst_host: v.pipe(v.string(), v.description("the host as the client named it (a name, or an address in canonical form)")),
+  dst_addr: v.pipe(v.nullable(v.string()), v.description("the address the proxy connected to: one the policy checked (never a second lookup)")),
   dst_port: Port,
   status: v.pipe(v.number(), v.integer(), v.description("HTTP status the proxy gave the client (200 for an opened tunnel)")),
   bytes_up: v.pipe(v.number(), v.integer(), v.description("bytes from the client to the destination")),
   bytes_down: v.pipe(v.number(), v.integer(), v.description("bytes from the destination to the client")),
   duration_ms: v.number(),
-  outcome: v.picklist(["ok", "connect_failed", "bad_request", "client_error", "upstream_error"]),
+  outcome: v.pipe(
+    v.picklist(["ok", "denied", "would_deny", "connect_failed", "resolve_failed", "bad_request", "client_error", "upstream_error", "idle_timeout", "limit"]),
+    v.description("denied: the guard or a rule refused it (403); would_deny: --policy-mode audit let through what enforce would refuse"),
+  ),
+  rule: v.pipe(v.nullable(v.string()), v.description("the rule or guard row that decided, when one did")),
+  reason: v.pipe(v.nullable(v.string()), v.description("why the policy decided as it did")),
   error: v.nullable(v.string()),
+  process: v.pipe(ProcessInfo, v.description("the process that opened the client connection (evidence, not proof of identity)")),
 });
 
 export const EventLine = v.variant("event", [BypassDetect, BypassSummary, BypassTotals, Degraded, SandboxReady, SandboxClosed, ProxyConnect]);

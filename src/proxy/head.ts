@@ -60,7 +60,8 @@ export function parseAuthority(text: string, defaultPort?: number): HostPort {
     const close = text.indexOf("]");
     if (close < 0) throw new BadRequest(`malformed host "${text}": no closing ]`);
     host = text.slice(1, close);
-    if (!isIPv6(host)) throw new BadRequest(`malformed host "${text}": not an IPv6 address in brackets`);
+    // A zone id (%eth0) names an interface of proxywall's own: never a destination.
+    if (!isIPv6(host) || host.includes("%")) throw new BadRequest(`malformed host "${text}": not an IPv6 address in brackets`);
     rest = text.slice(close + 1);
   } else {
     const colon = text.indexOf(":");
@@ -136,7 +137,10 @@ export function parseRequestHead(head: string): ProxyRequest {
   const at = authority.lastIndexOf("@");
   if (at >= 0) authority = authority.slice(at + 1);
   const dst = parseAuthority(authority, 80);
-  if (path === "" || path.startsWith("#")) path = "/";
+  // A fragment is the client's own business (RFC 9110 §4.2.4): never sent upstream.
+  const hash = path.indexOf("#");
+  if (hash >= 0) path = path.slice(0, hash);
+  if (path === "") path = "/";
   else if (path.startsWith("?")) path = "/" + path;
 
   const listed = new Set<string>();
@@ -148,10 +152,12 @@ export function parseRequestHead(head: string): ProxyRequest {
   }
   if (hosts > 1) throw new BadRequest("more than one Host header");
   let out = `${method} ${path} HTTP/${version}\r\n`;
+  // The URI's authority replaces the client's Host (RFC 9112 §3.2.2), where it stood: the
+  // destination serves the site the policy checked, never another one on the same address.
   for (const [name, value] of headers) {
     const n = name.toLowerCase();
     if (HOP_BY_HOP.has(n) || (listed.has(n) && !NEVER_DROPPED.has(n))) continue;
-    out += `${name}: ${value}\r\n`;
+    out += n === "host" ? `${name}: ${hostHeader(dst)}\r\n` : `${name}: ${value}\r\n`;
   }
   if (hosts === 0) out += `Host: ${hostHeader(dst)}\r\n`;
   out += "Connection: close\r\n\r\n";

@@ -18,6 +18,8 @@ import { FORWARDED_SIGNALS, spawnCmd, waitCmd, type CmdResult } from "./cmd.ts";
 import { Aborted, Setup, signalExit } from "./setup.ts";
 import { claimId, collectStale, fence, makeNamespace, openDoor, openWatch } from "./steps.ts";
 import { startSummaries } from "./summaries.ts";
+import type { Policy } from "../policy/index.ts";
+import { chooseFence, runWants } from "../fence/select.ts";
 
 export interface RunConfig {
   cmd: string[];
@@ -35,6 +37,12 @@ export interface RunConfig {
   /** Seconds between bypass_summary lines; 0 for only the final one. */
   summaryInterval: number;
   failOnBypass: boolean;
+  /** What the built-in proxy serves (the guard is always in it). */
+  policy: Policy;
+  /** A tunnel or request with no byte either way for this long is ended. */
+  idleTimeoutS: number;
+  /** At most this many client connections to the built-in proxy at once. */
+  maxClients: number;
 }
 
 export async function runSandbox(cfg: RunConfig): Promise<number> {
@@ -51,11 +59,14 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
   let result: CmdResult = { code: EXIT.failure, exit: null, signal: null };
   let bypassed = () => false;
   try {
+    // Which firewall tool and features (check-only runs), asked while the sandbox is being built.
+    const choosing = chooseFence(runWants(cfg.backend, cfg.monitor));
+    choosing.catch(() => {});
     await s.step("gc", () => collectStale(s));
     const updateState = await s.step("state", () => claimId(s, names));
     const { ipv6 } = await s.step("namespace", () => makeNamespace(s, { names, hostBatch: [`netns add ${names.netns}`], teardownBatch: planTeardown(names) }));
     const watch = await s.step("watch", () => openWatch(s, names));
-    const { plan, fenced } = await s.step("fence", () => fence(s, names, watch, ipv6));
+    const { plan, fenced } = await s.step("fence", () => fence(s, names, watch, ipv6, choosing));
     const detection = await s.step("verify", () => verify(s, watch, fenced));
     await s.step("door", () => openDoor(s, plan));
     warnIfRoot(s);
@@ -68,6 +79,7 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
     if ("code" in started) result = started;
     else {
       child = started;
+      s.cmdPid = child.pid;
       watch.cmdStarted(child.pid);
       result = await waitCmd(child);
       s.lap("CMD");

@@ -32,6 +32,8 @@ export class Setup {
   readonly leftBehind: string[] = [];
   /** The signal that arrived while no CMD ran to take it. */
   abortedBy: string | null = null;
+  /** CMD, once it runs: where ancestor chains end. */
+  cmdPid: number | null = null;
 
   constructor(
     readonly id: string,

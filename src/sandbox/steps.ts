@@ -9,10 +9,11 @@ import { ALL_FEATURES, HOLD_QUEUE, type Features } from "../plan/ruleset.ts";
 import { planSandbox, watchRules, type SandboxConfig, type SandboxPlan } from "../plan/sandbox-plan.ts";
 import { inNetns, netnsPath } from "../sys/netns.ts";
 import { ipBatch, removeSandbox, SetupError } from "./apply.ts";
-import { chooseFence } from "../fence/select.ts";
+import type { FenceChoice } from "../fence/select.ts";
 import { installFence } from "../fence/install.ts";
 import { collectGarbage } from "./gc.ts";
 import type { Setup } from "./setup.ts";
+import type { ClientEnds } from "../proxy/connection.ts";
 import { holdSandbox, releaseSandbox, selfOwner, writeState, type Hold, type SandboxState } from "./state.ts";
 import { toolError } from "../sys/tools.ts";
 
@@ -131,11 +132,8 @@ const FEATURE_LOSS: Record<keyof Features, { missing: string; fix: string; still
 };
 
 /** The links, addresses and routes inside, then the fence; returns the plan that was applied. */
-export async function fence(s: Setup, names: SandboxPlan["names"], watch: Watch, ipv6: boolean): Promise<{ plan: SandboxPlan; fenced: boolean }> {
-  // Which tool and features: asked (check-only) while the inside is being built.
+export async function fence(s: Setup, names: SandboxPlan["names"], watch: Watch, ipv6: boolean, choosing: Promise<FenceChoice>): Promise<{ plan: SandboxPlan; fenced: boolean }> {
   const logKind = watch.logKind;
-  const choosing = chooseFence({ backend: s.cfg.backend, logs: logKind === "none" ? [] : [logKind], hold: logKind === "nflog" });
-  choosing.catch(() => {});
   const config: SandboxConfig = {
     id: s.id,
     proxyPort: s.cfg.proxyPort,
@@ -180,8 +178,28 @@ export async function openDoor(s: Setup, plan: SandboxPlan): Promise<void> {
       const relay = await startRelay({ listen: plan.door, netns, to: ext });
       s.onTeardown("relay", () => relay.close());
     } else {
-      const { startProxy } = await import("../proxy/http-proxy.ts");
-      const proxy = await startProxy({ listen: plan.door, netns, sandbox: s.id, onEvent: s.emit });
+      const [{ startProxy }, { policyAdmission }, { Attributor }] = await Promise.all([
+        import("../proxy/http-proxy.ts"),
+        import("../proxy/admission.ts"),
+        import("../monitor/attribution.ts"),
+      ]);
+      // Who opened each client connection: an exact lookup in the sandbox, made when first needed.
+      let attributor: InstanceType<typeof Attributor> | null = null;
+      s.onTeardown("proxy attribution", () => attributor?.close());
+      const whoAsks = (c: ClientEnds) => {
+        attributor ??= new Attributor(netns, () => s.cmdPid);
+        const family = c.addr.includes(":") ? "ipv6" : "ipv4";
+        return attributor.attribute({ proto: "tcp", family, srcAddr: c.addr, srcPort: c.port, dstAddr: c.local.addr, dstPort: c.local.port }, true);
+      };
+      const proxy = await startProxy({
+        listen: plan.door,
+        netns,
+        sandbox: s.id,
+        onEvent: s.emit,
+        admit: policyAdmission(s.cfg.policy, whoAsks),
+        idleTimeoutMs: s.cfg.idleTimeoutS * 1000,
+        maxClients: s.cfg.maxClients,
+      });
       s.onTeardown("proxy", () => proxy.close());
     }
   } catch (e) {

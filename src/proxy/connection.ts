@@ -1,0 +1,438 @@
+// One client connection to the proxy, from its first byte to its one proxy_connect event:
+//   head -> admitting (who is asking, may they, to which checked addresses) -> connecting -> open.
+// The upstream connection goes only to an address the admission checked: no second lookup, so a
+// resolver answer that changes between the check and the connect cannot reach a refused address.
+// A CONNECT tunnel holds the client's first bytes until they show whether they are a TLS
+// ClientHello, and for which server name (domain fronting is refused before any byte goes up).
+import net from "node:net";
+import { diag } from "../diag.ts";
+import { nowTs } from "../events/bypass-event.ts";
+import type { ProcessInfo, ProxyConnect } from "../events/schema.ts";
+import { BadRequest, findHeadEnd, MAX_HEAD_BYTES, parseRequestHead, ResponseStatus, type ProxyRequest } from "./head.ts";
+import { connectRefusal, errorResponse, hostPort, type Outcome, type Refusal } from "./refusals.ts";
+import { MAX_HELLO_BYTES, readFirstBytes, type FirstBytes } from "./tls-sni.ts";
+
+export interface Verdict {
+  allowed: boolean;
+  outcome: "ok" | "denied" | "would_deny";
+  rule: string | null;
+  reason: string;
+}
+
+export interface Admission {
+  verdict: Verdict;
+  /** Checked addresses to connect to, in order (empty when refused). */
+  addrs: string[];
+  process: ProcessInfo;
+  /** For a tunnel: judges its first bytes (the server name a TLS ClientHello asks for); null when fine. */
+  checkHello(first: FirstBytes): Verdict | null;
+}
+
+/** The client's end of its connection, and the door's end it connected to. */
+export interface ClientEnds {
+  addr: string;
+  port: number;
+  local: { addr: string; port: number };
+}
+
+export type Admit = (target: { host: string; port: number }, client: ClientEnds) => Promise<Admission | (Refusal & { process: ProcessInfo })>;
+
+export interface ConnectionOptions {
+  sandbox: string;
+  onEvent: (e: ProxyConnect) => void;
+  admit: Admit;
+  connectTimeoutMs: number;
+  headTimeoutMs: number;
+  /** No byte either way for this long ends a tunnel or request. */
+  idleTimeoutMs: number;
+}
+
+type State = "head" | "admitting" | "connecting" | "open" | "refused" | "done";
+
+const ESTABLISHED = "HTTP/1.1 200 Connection established\r\n\r\n";
+/** After an error response, how long the client has to read it and close before it is cut. */
+const LINGER_MS = 2000;
+/** How long a tunnel's first bytes may take to show a whole ClientHello. */
+const HELLO_TIMEOUT_MS = 10_000;
+
+const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e));
+
+/** An IPv4 peer of a dual-stack socket shows as ::ffff:a.b.c.d; events and lookups want a.b.c.d. */
+const unmapped = (addr: string) => (addr.startsWith("::ffff:") && net.isIPv4(addr.slice(7)) ? addr.slice(7) : addr);
+
+export class Connection {
+  private state: State = "head";
+  private readonly t0 = performance.now();
+  private readonly clientAddr: string;
+  private readonly clientPort: number;
+  private head: Buffer = Buffer.alloc(0);
+  private method = "";
+  private dstHost = "";
+  private dstPort = 0;
+  private dstAddr: string | null = null;
+  private status = 0;
+  private bytesUp = 0;
+  private bytesDown = 0;
+  private outcome: Outcome | null = null;
+  private error: string | null = null;
+  private verdict: Verdict | null = null;
+  private process: ProcessInfo = null;
+  private upstream: net.Socket | null = null;
+  /** What the client sent that has not gone upstream yet (after the head, or before the ClientHello showed). */
+  private early: Buffer[] = [];
+  /** A tunnel's first bytes are held until checkSni has seen them. */
+  private helloGate: ((first: FirstBytes) => Verdict | null) | null = null;
+  private clientEndedEarly = false;
+  private responseStatus: ResponseStatus | null = null;
+  private wroteToClient = false;
+  private clientClosed = false;
+  private upstreamClosed = true;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private idle: ReturnType<typeof setTimeout> | null = null;
+  private readonly done: Promise<void>;
+  private resolveDone!: () => void;
+
+  constructor(
+    private readonly client: net.Socket,
+    private readonly opts: ConnectionOptions,
+    private readonly forget: () => void,
+    /** Set when the proxy already serves as many clients as it may: the head is read (for the event), then 503. */
+    private readonly overLimit: string | null = null,
+  ) {
+    this.done = new Promise((r) => (this.resolveDone = r));
+    this.clientAddr = unmapped(client.remoteAddress ?? "");
+    this.clientPort = client.remotePort ?? 0;
+    // A relay passes on small writes (TLS handshakes, interactive protocols) as they come.
+    client.setNoDelay(true);
+    client.on("data", (d: Buffer) => this.onClientData(d));
+    client.on("end", () => this.onClientEnd());
+    client.on("drain", () => this.upstream?.resume());
+    client.on("error", (e) => this.fail("client_error", `client: ${errorText(e)}`));
+    client.on("close", () => {
+      this.clientClosed = true;
+      // Closed before its read side ended (reset, or destroyed): nothing more can be relayed.
+      if (this.state !== "done" && !client.readableEnded) this.fail("client_error", "the client connection was cut");
+      this.maybeFinish();
+    });
+    this.timer = setTimeout(() => this.refuse({ status: 408, outcome: "client_error", error: "no complete request head in time" }), opts.headTimeoutMs);
+    client.resume();
+  }
+
+  /** Cuts the connection (proxy shutdown) and resolves once its event is written. */
+  abort(why: string): Promise<void> {
+    if (this.state !== "done") {
+      this.setOutcome(this.state === "open" ? "ok" : this.state === "connecting" ? "connect_failed" : "client_error", why);
+      this.client.destroy();
+      this.upstream?.destroy();
+    }
+    return this.done;
+  }
+
+  private setOutcome(outcome: Outcome, error: string | null): void {
+    if (this.outcome !== null && this.outcome !== "would_deny") return;
+    this.outcome = outcome;
+    this.error = error;
+  }
+
+  private clearTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  /** Any byte either way restarts the idle clock. */
+  private touch(): void {
+    if (this.idle) this.idle.refresh();
+  }
+
+  private onClientData(d: Buffer): void {
+    if (this.state === "open" && !this.helloGate) {
+      this.touch();
+      this.bytesUp += d.length;
+      if (!this.upstream!.write(d)) this.client.pause();
+      return;
+    }
+    if (this.state === "open") return this.onHelloBytes(d);
+    if (this.state === "admitting" || this.state === "connecting") {
+      this.early.push(d); // the client is paused; this is what was already on its way
+      return;
+    }
+    if (this.state !== "head") return; // refused: discard what the client still sends
+    const from = this.head.length - 3;
+    this.head = this.head.length === 0 ? d : Buffer.concat([this.head, d]);
+    const end = findHeadEnd(this.head, from);
+    if (end < 0 ? this.head.length > MAX_HEAD_BYTES : end > MAX_HEAD_BYTES) {
+      this.refuse({ status: 400, outcome: "bad_request", error: `request head larger than ${MAX_HEAD_BYTES} bytes` });
+      return;
+    }
+    if (end < 0) return;
+    this.clearTimer();
+    this.client.pause();
+    const rest = this.head.subarray(end);
+    let req: ProxyRequest;
+    try {
+      req = parseRequestHead(this.head.toString("latin1", 0, end));
+    } catch (e) {
+      if (!(e instanceof BadRequest)) throw e;
+      const m = /^(\S+) /.exec(this.head.toString("latin1", 0, Math.min(end, 32)));
+      if (m && /^[A-Z]+$/.test(m[1]!)) this.method = m[1]!;
+      this.refuse({ status: 400, outcome: "bad_request", error: e.message });
+      return;
+    }
+    this.head = Buffer.alloc(0);
+    this.method = req.method;
+    this.dstHost = req.host;
+    this.dstPort = req.port;
+    if (req.kind === "forward") {
+      this.early.push(Buffer.from(req.upstreamHead, "latin1"));
+      this.responseStatus = new ResponseStatus();
+    }
+    if (rest.length > 0) this.early.push(rest);
+    if (this.overLimit) {
+      this.refuse({ status: 503, outcome: "limit", error: this.overLimit });
+      return;
+    }
+    void this.admitThenConnect(req);
+  }
+
+  private async admitThenConnect(req: ProxyRequest): Promise<void> {
+    this.state = "admitting";
+    let a: Awaited<ReturnType<Admit>>;
+    try {
+      const local = { addr: unmapped(this.client.localAddress ?? ""), port: this.client.localPort ?? 0 };
+      a = await this.opts.admit({ host: req.host, port: req.port }, { addr: this.clientAddr, port: this.clientPort, local });
+    } catch (e) {
+      a = { status: 502, outcome: "connect_failed", error: `the policy failed: ${errorText(e)}`, process: null };
+    }
+    if (this.state !== "admitting") return; // the client went away meanwhile
+    this.process = a.process;
+    if (!("verdict" in a)) return this.refuse(a);
+    this.verdict = a.verdict;
+    if (!a.verdict.allowed) return this.deny(a.verdict, 403);
+    if (a.verdict.outcome === "would_deny") this.setOutcome("would_deny", null);
+    if (req.kind === "connect") this.helloGate = (first) => a.checkHello(first);
+    this.connect(a.addrs);
+  }
+
+  /** A refusal by the policy: 403 (or a cut tunnel), naming the rule or guard row that decided. */
+  private deny(v: Verdict, status: number): void {
+    this.verdict = v;
+    const text = `proxywall denied ${hostPort(this.dstHost, this.dstPort)}: ${v.reason}${v.rule ? ` (${v.rule})` : ""}`;
+    this.refuse({ status, outcome: "denied", error: null }, { "X-Proxywall-Denied": v.rule ?? v.reason }, text);
+  }
+
+  private onClientEnd(): void {
+    switch (this.state) {
+      case "head":
+        this.clearTimer();
+        this.setOutcome("client_error", this.head.length === 0 ? "client closed without sending a request" : "client closed before the request head was complete");
+        this.client.destroy();
+        break;
+      case "open":
+        if (!this.helloGate) {
+          this.upstream!.end();
+          break;
+        }
+        // The client is done before its first bytes showed a whole ClientHello: there is no
+        // handshake for any server to act on, so what it sent goes up as it is, then the FIN.
+        this.clientEndedEarly = true;
+        this.clearTimer();
+        this.releaseHello({ kind: "not-tls" });
+        break;
+      case "admitting":
+      case "connecting":
+        this.clientEndedEarly = true;
+        break;
+      case "refused":
+      case "done":
+        break;
+    }
+  }
+
+  /** Tries each checked address in turn until one accepts. */
+  private connect(addrs: readonly string[], i = 0, last: Refusal | null = null): void {
+    const addr = addrs[i];
+    if (addr === undefined) return this.refuse(last ?? { status: 502, outcome: "connect_failed", error: `no address to connect to for ${this.dstHost}` });
+    this.state = "connecting";
+    const target = hostPort(addr, this.dstPort);
+    const up = net.connect({ host: addr, port: this.dstPort, allowHalfOpen: true, noDelay: true });
+    this.upstream = up;
+    this.upstreamClosed = false;
+    this.timer = setTimeout(() => {
+      up.destroy();
+      this.refuse({ status: 504, outcome: "connect_failed", error: `connecting to ${target} timed out after ${this.opts.connectTimeoutMs} ms` });
+    }, this.opts.connectTimeoutMs);
+    up.on("connect", () => this.onUpstreamConnect(addr));
+    up.on("data", (d: Buffer) => {
+      if (this.client.destroyed) return;
+      this.touch();
+      this.bytesDown += d.length;
+      this.wroteToClient = true;
+      this.responseStatus?.feed(d);
+      if (!this.client.write(d)) up.pause();
+    });
+    up.on("drain", () => {
+      if (this.state === "open") this.client.resume();
+    });
+    up.on("end", () => {
+      if (this.responseStatus && this.bytesDown === 0) return this.refuse({ status: 502, outcome: "upstream_error", error: `${target} closed the connection without a response` });
+      this.client.end();
+    });
+    up.on("error", (e: NodeJS.ErrnoException) => {
+      if (this.state === "connecting") {
+        this.clearTimer();
+        up.removeAllListeners("close");
+        this.upstreamClosed = true;
+        this.connect(addrs, i + 1, connectRefusal(e.code, target, errorText(e)));
+      } else if (this.state === "open" && !this.wroteToClient) {
+        this.refuse({ status: 502, outcome: "upstream_error", error: `${target}: ${errorText(e)}` });
+      } else {
+        this.fail("upstream_error", `upstream: ${errorText(e)}`);
+      }
+    });
+    up.on("close", () => {
+      this.upstreamClosed = true;
+      if (this.state !== "done" && this.state !== "refused" && !up.readableEnded) this.fail("upstream_error", "the upstream connection was cut");
+      this.maybeFinish();
+    });
+  }
+
+  private onUpstreamConnect(addr: string): void {
+    if (this.state !== "connecting") return;
+    this.clearTimer();
+    this.state = "open";
+    this.dstAddr = addr;
+    this.idle = setTimeout(() => this.fail("idle_timeout", `no byte either way for ${this.opts.idleTimeoutMs / 1000} s`), this.opts.idleTimeoutMs);
+    if (!this.responseStatus) {
+      this.status = 200;
+      this.wroteToClient = true;
+      this.client.write(ESTABLISHED);
+    }
+    if (this.helloGate) {
+      // Nothing goes up until the first bytes have shown what they are.
+      const held = Buffer.concat(this.early);
+      this.early = [];
+      this.timer = setTimeout(() => this.releaseHello({ kind: "not-tls" }), HELLO_TIMEOUT_MS);
+      this.client.resume();
+      if (held.length > 0) this.onHelloBytes(held);
+      return;
+    }
+    this.flushEarly();
+  }
+
+  private flushEarly(): void {
+    let full = false;
+    for (const b of this.early) {
+      this.bytesUp += b.length;
+      full = !this.upstream!.write(b);
+    }
+    this.early = [];
+    if (this.clientEndedEarly) this.upstream!.end();
+    else if (!full) this.client.resume(); // else "drain" resumes it
+  }
+
+  private onHelloBytes(d: Buffer): void {
+    this.early.push(d);
+    const held = Buffer.concat(this.early);
+    const first = readFirstBytes(held);
+    if (first.kind === "more" && held.length <= MAX_HELLO_BYTES && !this.clientEndedEarly) return;
+    this.clearTimer();
+    // Over a record's worth of bytes without a whole ClientHello is not one.
+    this.releaseHello(first.kind === "more" ? { kind: "malformed", why: "no complete ClientHello in the first record" } : first);
+  }
+
+  /** The first bytes have shown (or time ran out): check the server name, then relay or cut. */
+  private releaseHello(first: FirstBytes): void {
+    const gate = this.helloGate!;
+    this.helloGate = null;
+    const refused = gate(first);
+    if (refused?.allowed === false) {
+      this.verdict = refused;
+      // The client was told 200 already: the tunnel is cut before any byte reached the upstream.
+      this.setOutcome("denied", null);
+      this.clearTimer();
+      this.client.destroy();
+      this.upstream?.destroy();
+      return;
+    }
+    if (refused) {
+      // Audit mode: what enforce would have cut goes through, and the line says so.
+      this.verdict = refused;
+      this.setOutcome("would_deny", null);
+    }
+    this.client.pause();
+    this.flushEarly();
+  }
+
+  /** Answers the client with an error status of the proxy's own, then closes. */
+  private refuse(r: Omit<Refusal, "error"> & { error: string | null }, headers: Record<string, string> = {}, text = r.error ?? ""): void {
+    if (this.state === "refused" || this.state === "done") return;
+    this.clearTimer();
+    this.setOutcome(r.outcome, r.error);
+    this.upstream?.destroy();
+    if (this.wroteToClient || this.client.destroyed) return this.fail(r.outcome, r.error ?? text);
+    this.state = "refused";
+    this.status = r.status;
+    this.wroteToClient = true;
+    this.client.end(errorResponse(r.status, text, headers));
+    // Keep reading (and dropping) what the client still sends, so that closing does not reset the
+    // connection before it has read the answer; cut it if it does not close soon.
+    this.client.resume();
+    this.timer = setTimeout(() => this.client.destroy(), LINGER_MS);
+  }
+
+  /** Ends the connection at once: an error on either side, or a shutdown. */
+  private fail(outcome: Outcome, error: string): void {
+    // A reset is how many peers finish closing (a socket closed with unread data, or written to
+    // after it closed, resets), so it is not counted as a failure when nothing is lost by it: a
+    // client that had sent its FIN, or had been sent the destination's FIN; a destination that had
+    // sent its FIN.
+    const c = this.client;
+    const harmless = this.state === "open" && (outcome === "client_error" ? c.readableEnded || c.writableEnded : outcome === "upstream_error" && this.upstream!.readableEnded);
+    if (!harmless) this.setOutcome(outcome, error);
+    this.clearTimer();
+    this.client.destroy();
+    this.upstream?.destroy();
+  }
+
+  private maybeFinish(): void {
+    if (this.state === "done" || !this.clientClosed || !this.upstreamClosed) return;
+    this.state = "done";
+    this.clearTimer();
+    if (this.idle) clearTimeout(this.idle);
+    this.upstream?.destroy();
+    this.client.destroy();
+    if (this.responseStatus && this.status === 0) this.status = this.responseStatus.status;
+    this.forget();
+    try {
+      this.opts.onEvent(this.event());
+    } catch (err) {
+      // Called from a socket's close handler: a throw here would be an uncaught exception.
+      diag.error(`proxy: writing a proxy_connect event: ${errorText(err)}`);
+    }
+    this.resolveDone();
+  }
+
+  private event(): ProxyConnect {
+    return {
+      v: 1,
+      event: "proxy_connect",
+      ts: nowTs(),
+      sandbox: this.opts.sandbox,
+      method: this.method,
+      client_addr: this.clientAddr,
+      client_port: this.clientPort,
+      dst_host: this.dstHost,
+      dst_addr: this.dstAddr,
+      dst_port: this.dstPort,
+      status: this.status,
+      bytes_up: this.bytesUp,
+      bytes_down: this.bytesDown,
+      duration_ms: Math.round((performance.now() - this.t0) * 10) / 10,
+      outcome: this.outcome ?? "ok",
+      rule: this.verdict?.rule ?? null,
+      reason: this.verdict && this.verdict.outcome !== "ok" ? this.verdict.reason : null,
+      error: this.error,
+      process: this.process,
+    };
+  }
+}
