@@ -1,49 +1,9 @@
-// decodePacket and dnsQueryName on hand-built packets, truncations and garbage.
+// decodePacket (src/net/ip-packet.ts) on hand-built packets, truncations and garbage.
 import { describe, expect, test } from "bun:test";
-import { dnsQueryName } from "../src/monitor/dns-query.ts";
-import { decodePacket, TCP_SYN } from "../src/monitor/ip-packet.ts";
+import { dnsQueryName } from "../src/net/dns-query.ts";
+import { decodePacket, TCP_SYN } from "../src/net/ip-packet.ts";
+import { dnsQuery, ipv4, ipv6, tcpHeader, udpHeader } from "./support/packets.ts";
 import { mulberry32 } from "./support/prng.ts";
-
-function v4(text: string): number[] {
-  return text.split(".").map(Number);
-}
-
-function v6(groups: number[]): number[] {
-  return groups.flatMap((g) => [g >> 8, g & 255]);
-}
-
-function tcpHeader(src: number, dst: number, flags: number, options: number[] = []): number[] {
-  const doff = (20 + options.length) / 4;
-  return [src >> 8, src & 255, dst >> 8, dst & 255, 0, 0, 0, 1, 0, 0, 0, 0, doff << 4, flags, 0xfa, 0xf0, 0, 0, 0, 0, ...options];
-}
-
-function udpHeader(src: number, dst: number, payloadLen: number): number[] {
-  const len = 8 + payloadLen;
-  return [src >> 8, src & 255, dst >> 8, dst & 255, len >> 8, len & 255, 0, 0];
-}
-
-function ipv4(proto: number, src: string, dst: string, l4: number[], opts: { options?: number[]; frag?: number } = {}): Uint8Array {
-  const options = opts.options ?? [];
-  const ihl = (20 + options.length) / 4;
-  const total = 20 + options.length + l4.length;
-  const frag = opts.frag ?? 0x4000; // DF
-  return Uint8Array.from([0x40 | ihl, 0, total >> 8, total & 255, 0x12, 0x34, frag >> 8, frag & 255, 64, proto, 0, 0, ...v4(src), ...v4(dst), ...options, ...l4]);
-}
-
-function ipv6(next: number, src: number[], dst: number[], rest: number[]): Uint8Array {
-  return Uint8Array.from([0x60, 0, 0, 0, rest.length >> 8, rest.length & 255, next, 64, ...v6(src), ...v6(dst), ...rest]);
-}
-
-function dnsQuery(name: string, id = 0x1234): number[] {
-  const q: number[] = [id >> 8, id & 255, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-  for (const label of name.split(".")) {
-    if (!label) continue;
-    q.push(label.length, ...[...label].map((c) => c.charCodeAt(0)));
-  }
-  q.push(0, 0, 1, 0, 1); // root, QTYPE A, QCLASS IN
-  return q;
-}
-
 
 const SRC6 = [0xfd00, 0x203, 0, 0, 0, 0, 0, 2];
 const DST6 = [0x2001, 0xdb8, 0, 0, 0, 0, 0, 7];
@@ -182,49 +142,5 @@ describe("decodePacket", () => {
       }
     }
     expect(decoded).toBeGreaterThan(0);
-  });
-});
-
-describe("dnsQueryName", () => {
-  test("UDP and TCP (length-prefixed) queries", () => {
-    const q = Uint8Array.from(dnsQuery("bypass.example"));
-    expect(dnsQueryName(q)).toBe("bypass.example");
-    const tcp = Uint8Array.from([q.length >> 8, q.length & 255, ...q]);
-    expect(dnsQueryName(tcp, true)).toBe("bypass.example");
-    expect(dnsQueryName(q, true)).toBeNull(); // no prefix: garbage length
-  });
-
-  test("root name, case folding and escaping", () => {
-    expect(dnsQueryName(Uint8Array.from(dnsQuery("")))).toBe(".");
-    expect(dnsQueryName(Uint8Array.from(dnsQuery("ByPaSs.EXAMPLE")))).toBe("bypass.example");
-    const q = [...dnsQuery("").slice(0, 12), 3, 0x61, 0x2e, 0x00, 2, 0x5c, 0x20, 0, 0, 1, 0, 1];
-    expect(dnsQueryName(Uint8Array.from(q))).toBe("a\\.\\000.\\\\\\032");
-  });
-
-  test("malformed: no question, pointer, long label, too long, truncated", () => {
-    const q = dnsQuery("bypass.example");
-    const noQ = q.slice();
-    noQ[5] = 0;
-    expect(dnsQueryName(Uint8Array.from(noQ))).toBeNull();
-    expect(dnsQueryName(Uint8Array.from([...q.slice(0, 12), 0xc0, 0x0c, 0, 1, 0, 1]))).toBeNull();
-    expect(dnsQueryName(Uint8Array.from([...q.slice(0, 12), 64, ...new Array(64).fill(0x61), 0, 0, 1, 0, 1]))).toBeNull();
-    const long = [...q.slice(0, 12)];
-    for (let i = 0; i < 5; i++) long.push(63, ...new Array(63).fill(0x61));
-    long.push(0, 0, 1, 0, 1);
-    expect(dnsQueryName(Uint8Array.from(long))).toBeNull();
-    for (let n = 0; n < q.length; n++) expect(dnsQueryName(Uint8Array.from(q.slice(0, n)))).toBeNull();
-    expect(dnsQueryName(new Uint8Array(0), true)).toBeNull();
-    expect(dnsQueryName(Uint8Array.of(0), true)).toBeNull();
-  });
-
-  test("random garbage never throws", () => {
-    const next = mulberry32(42);
-    for (let i = 0; i < 20000; i++) {
-      const len = Math.floor(next() * 80);
-      const b = new Uint8Array(len);
-      for (let j = 0; j < len; j++) b[j] = next() < 0.3 ? Math.floor(next() * 8) : Math.floor(next() * 256);
-      const name = dnsQueryName(b, next() < 0.3);
-      if (name !== null) expect(name.length).toBeGreaterThan(0);
-    }
   });
 });

@@ -2,15 +2,11 @@
 //   IN= OUT=vs-cap SRC=10.210.0.2 DST=198.51.100.7 LEN=60 ... PROTO=TCP SPT=51922 DPT=443 ... UID=0 GID=0
 // IPv6 lines print addresses uncompressed; proxywall prints them in RFC 5952 form.
 import { canonicalIPv6, isIPv4 } from "../net/ip-address.ts";
-import type { Family, Proto } from "../events/schema.ts";
+import type { Family } from "../events/schema.ts";
+import type { FiveTuple } from "../net/five-tuple.ts";
 
-export interface PacketFields {
-  proto: Proto;
-  family: Family;
-  srcAddr: string | null;
-  srcPort: number | null;
-  dstAddr: string;
-  dstPort: number;
+/** A packet's five-tuple, and what the kernel says of its socket (uid, gid) and way out. */
+export interface PacketFields extends FiveTuple {
   uid: number | null;
   gid: number | null;
   outIf: string | null;

@@ -1,8 +1,13 @@
-// Naming the process behind a rejected packet: socket table of the sandbox namespace, then the fd
-// tables of the processes inside it. Never a guess: no socket, no owner, no name.
+// Naming the process behind a rejected packet: its socket (sock_diag, else the namespace's socket
+// tables), then the processes inside the namespace that hold it. Works only while the socket
+// exists: callers that hold the packet (NFQUEUE) or look within milliseconds of it get an answer,
+// others get "unresolved". Never a guess: no socket, no owner, no name.
 import type { ProcessInfo } from "../events/schema.ts";
+import { hasSource, type FiveTuple } from "../net/five-tuple.ts";
 import { ancestors, processFacts } from "./process-info.ts";
-import { findSockets, NamespaceProcesses, socketHolders, type SocketEntry, type SocketKey } from "./procfs-sockets.ts";
+import { NamespaceProcesses } from "./namespace-processes.ts";
+import { socketHolders } from "./socket-holders.ts";
+import { findSockets, type SocketEntry } from "./socket-table.ts";
 import { SockDiag } from "./sock-diag.ts";
 
 /**
@@ -36,16 +41,14 @@ export class Attributor {
   }
 
   /** The socket(s) the packet came from: by an exact sock_diag lookup where possible. */
-  private sockets(key: SocketKey): SocketEntry[] {
-    if (this.diag && key.srcAddr && key.srcPort !== null) {
-      const local = { addr: key.srcAddr, port: key.srcPort };
-      const remote = { addr: key.dstAddr, port: key.dstPort };
-      const s = key.proto === "tcp" ? this.diag.tcp(key.family, local, remote) : this.diag.udp(key.family, local, remote);
+  private sockets(t: FiveTuple): SocketEntry[] {
+    if (this.diag && hasSource(t)) {
+      const s = this.diag.find(t);
       if (s && s.inode > 0) return [{ inode: s.inode, state: s.state }];
-      if (key.proto === "tcp") return [];
+      if (t.proto === "tcp") return [];
     }
     // No sock_diag, or a UDP lookup it could not answer: the namespace's /proc tables.
-    for (const pid of this.procs.newestFirst()) return findSockets(pid, key);
+    for (const pid of this.procs.newestFirst()) return findSockets(pid, t);
     return [];
   }
 
@@ -54,7 +57,7 @@ export class Attributor {
     this.diag = null;
   }
 
-  attribute(key: SocketKey, held: boolean): Exclude<ProcessInfo, null> {
+  attribute(t: FiveTuple, held: boolean): Exclude<ProcessInfo, null> {
     const t0 = performance.now();
     if (t0 - this.windowStart > WINDOW_MS) {
       this.windowStart = t0;
@@ -64,20 +67,20 @@ export class Attributor {
       return { resolved: false, why: "not looked up: attempts came faster than proxywall attributes them (a flood); bypass_totals still counts every one" };
     }
     try {
-      return this.lookup(key, held);
+      return this.lookup(t, held);
     } finally {
       this.spent += performance.now() - t0;
     }
   }
 
-  private lookup(key: SocketKey, held: boolean): Exclude<ProcessInfo, null> {
-    const sockets = this.sockets(key);
+  private lookup(t: FiveTuple, held: boolean): Exclude<ProcessInfo, null> {
+    const sockets = this.sockets(t);
     if (sockets.length === 0) {
       return {
         resolved: false,
         why: held
           ? "the socket was gone although the packet was held (it was closed by another thread)"
-          : `the socket was already closed when proxywall looked (a short-lived ${key.proto.toUpperCase()} client)`,
+          : `the socket was already closed when proxywall looked (a short-lived ${t.proto.toUpperCase()} client)`,
       };
     }
     const holders = socketHolders(this.procs.newestFirst(), sockets.map((s) => s.inode), (pid) => this.procs.inside(pid), processFacts);

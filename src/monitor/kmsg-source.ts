@@ -3,7 +3,7 @@
 // the kernel-log parser. They see sandbox packets only where the kernel writes LOG lines from
 // other namespaces (initial namespace with net.netfilter.nf_log_all_netns = 1).
 import { closeSync, constants, existsSync, openSync, readFileSync, readSync } from "node:fs";
-import { dlopen, FFIType } from "bun:ffi";
+import { libc } from "../sys/libc.ts";
 import { findTool, ownChildren } from "../sys/tools.ts";
 
 const SYSCTL = "/proc/sys/net/netfilter/nf_log_all_netns";
@@ -41,19 +41,16 @@ export interface LineSource {
   close(): Promise<void>;
 }
 
-let libc: { symbols: { lseek: (fd: number, off: number, whence: number) => number | bigint; close: (fd: number) => number } } | null = null;
+const SEEK_END = 2;
 
 /**
  * Follows /dev/kmsg from its current end. Each read returns whole records; EPIPE means records
  * were overwritten before we read them: counted, and reading goes on from the next one.
  */
 export function openKmsg(onText: (text: string) => void): LineSource {
-  libc ??= dlopen("libc.so.6", {
-    lseek: { args: [FFIType.i32, FFIType.i64, FFIType.i32], returns: FFIType.i64 },
-    close: { args: [FFIType.i32], returns: FFIType.i32 },
-  }) as never;
+  const c = libc();
   const fd = openSync("/dev/kmsg", constants.O_RDONLY | constants.O_NONBLOCK);
-  libc!.symbols.lseek(fd, 0, 2 /* SEEK_END: skip history */);
+  c.lseek(fd, 0, SEEK_END); // skip history
   const stats = { lost: 0 };
   let stopped = false;
   let reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
@@ -99,7 +96,7 @@ export function openKmsg(onText: (text: string) => void): LineSource {
       stopped = true;
       await reader?.cancel().catch(() => {});
       await Promise.race([loop, Bun.sleep(500)]);
-      libc!.symbols.close(fd);
+      c.close(fd);
     },
   };
 }

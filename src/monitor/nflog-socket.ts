@@ -8,20 +8,9 @@
 // as NFNL_SUBSYS_ULOG<<8 | NFULNL_MSG_PACKET (0x0400). NFULA_UID/NFULA_GID need no flag: the
 // kernel adds them whenever the packet has a full socket with an open file (there is no
 // NFULNL_CFG_F_UID; the flags are SEQ, SEQ_GLOBAL and CONNTRACK only).
-import {
-  be16,
-  be32,
-  checkInt,
-  NfnlMessage,
-  NFNL_SUBSYS_ULOG,
-  NLM_F_ACK,
-  NLM_F_REQUEST,
-  openConfigured,
-  request,
-  requestBind,
-  listenForPackets,
-  type PacketFormat,
-} from "./netlink.ts";
+import { be16, be32, checkInt, NfnlMessage, NFNL_SUBSYS_ULOG, NLM_F_ACK, NLM_F_REQUEST, type PacketFormat } from "./netlink-codec.ts";
+import { bindingOf, openConfigured, request, requestBind, type NetfilterSocketOptions } from "./netlink-socket.ts";
+import { listenForPackets, type PacketListener } from "./netlink-stream.ts";
 
 const NFULNL_MSG_PACKET = 0;
 const NFULNL_MSG_CONFIG = 1;
@@ -39,9 +28,6 @@ const NFULA_PREFIX = 10;
 const NFULA_UID = 11;
 const NFULA_GID = 14;
 const NFULA_MAX_USED = NFULA_GID;
-/** NFULNL_COPY_RANGE_MAX: 0xffff - NLA_HDRLEN. */
-export const MAX_COPY_RANGE = 0xffff - 4;
-const DEFAULT_RECV_BUFFER = 1 << 20;
 
 export interface NflogPacket {
   /** The rule's log prefix (empty when it has none). */
@@ -57,33 +43,11 @@ export interface NflogPacket {
   hook: number;
 }
 
-export interface NflogStats {
-  /** Packet messages delivered to onPacket. */
-  packets: number;
-  /** Times the kernel reported ENOBUFS: messages were lost because the reader fell behind. */
-  enobufs: number;
-  /** Messages or chunks that could not be parsed (skipped). */
-  decodeErrors: number;
-}
+export type NflogHandle = PacketListener;
 
-export interface NflogHandle {
-  readonly stats: NflogStats;
-  /**
-   * Stops reading and closes the socket; resolves once no fd of this process refers to it any
-   * more, so the group is free and nothing here keeps the namespace alive. Idempotent.
-   */
-  close(): Promise<void>;
-}
-
-export interface NflogOptions {
-  /** Namespace path such as /run/netns/NAME, or null for the current network namespace. */
-  netns: string | null;
+export interface NflogOptions extends NetfilterSocketOptions {
   /** NFLOG group, 0..65535: the `group` of the log rule. */
   group: number;
-  /** Bytes of each packet to copy, 1..65531; default 512. */
-  copyRange?: number;
-  /** Socket receive buffer in bytes (default 1 MiB); smaller means earlier ENOBUFS. */
-  recvBufferBytes?: number;
   /** Called on the event loop, once per logged packet, never inside openNflog(). */
   onPacket: (p: NflogPacket) => void;
   /** Read failures, refused requests and exceptions thrown by onPacket. Default: ignored. */
@@ -99,7 +63,7 @@ function cString(a: Uint8Array | undefined): string {
 }
 
 /** What binding a group needs: everything in NflogOptions but the callbacks. */
-export type NflogBinding = Omit<NflogOptions, "onPacket" | "onError">;
+export type NflogBinding = NetfilterSocketOptions & { group: number };
 
 /**
  * Binds NFLOG group `group` in the namespace and configures it (copy mode packet with copyRange,
@@ -109,25 +73,28 @@ export type NflogBinding = Omit<NflogOptions, "onPacket" | "onError">;
  * EPERM when another socket already holds the group in that namespace.
  */
 export function bindNflog(opts: NflogBinding): { fd: number; early: Uint8Array[] } {
-  const copyRange = opts.copyRange ?? 512;
   checkInt("group", opts.group, 0, 0xffff);
-  checkInt("copyRange", copyRange, 1, MAX_COPY_RANGE);
-  const where = opts.netns ?? "the current network namespace";
-
-  return openConfigured(opts.netns, opts.recvBufferBytes ?? DEFAULT_RECV_BUFFER, (fd) => {
-    const type = NFULNL_MSG_CONFIG;
-    const flags = NLM_F_REQUEST | NLM_F_ACK;
-    const bind = new NfnlMessage(NFNL_SUBSYS_ULOG, type, flags, 1, opts.group).addU8(NFULA_CFG_CMD, NFULNL_CFG_CMD_BIND);
-    const early = requestBind(fd, bind.bytes(), `NFLOG group ${opts.group} in ${where}`, "group");
-    const mode = new Uint8Array(6); // struct nfulnl_msg_config_mode (packed): be32 copy_range, u8 mode, u8 pad
-    new DataView(mode.buffer).setUint32(0, copyRange, false);
-    mode[4] = NFULNL_COPY_PACKET;
-    const config = new NfnlMessage(NFNL_SUBSYS_ULOG, type, flags, 2, opts.group)
-      .add(NFULA_CFG_MODE, mode)
-      .addBe32(NFULA_CFG_QTHRESH, 1);
-    early.push(...request(fd, config.bytes(), 2, `configuring NFLOG group ${opts.group} in ${where}`));
+  const { copyRange, where } = bindingOf(opts);
+  return openConfigured(opts, (fd) => {
+    const early = requestBind(fd, nflogBindRequest(opts.group), `NFLOG group ${opts.group} in ${where}`, "group");
+    early.push(...request(fd, nflogConfigRequest(opts.group, copyRange), 2, `configuring NFLOG group ${opts.group} in ${where}`));
     return early;
   });
+}
+
+const CONFIG_FLAGS = NLM_F_REQUEST | NLM_F_ACK;
+
+/** Binding group `group` to the socket (seq 1). */
+export function nflogBindRequest(group: number): Uint8Array {
+  return new NfnlMessage(NFNL_SUBSYS_ULOG, NFULNL_MSG_CONFIG, CONFIG_FLAGS, 1, group).addU8(NFULA_CFG_CMD, NFULNL_CFG_CMD_BIND).bytes();
+}
+
+/** Copy mode packet with `copyRange` bytes, queue threshold 1: each packet is sent at once (seq 2). */
+export function nflogConfigRequest(group: number, copyRange: number): Uint8Array {
+  const mode = new Uint8Array(6); // struct nfulnl_msg_config_mode (packed): be32 copy_range, u8 mode, u8 pad
+  new DataView(mode.buffer).setUint32(0, copyRange, false);
+  mode[4] = NFULNL_COPY_PACKET;
+  return new NfnlMessage(NFNL_SUBSYS_ULOG, NFULNL_MSG_CONFIG, CONFIG_FLAGS, 2, group).add(NFULA_CFG_MODE, mode).addBe32(NFULA_CFG_QTHRESH, 1).bytes();
 }
 
 export const NFLOG_FORMAT: PacketFormat = { type: (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET, maxAttr: NFULA_MAX_USED, headerAttr: NFULA_PACKET_HDR, headerLen: 3 };

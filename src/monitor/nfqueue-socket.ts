@@ -9,23 +9,10 @@
 // include/uapi/linux/netfilter.h): config is NFNL_SUBSYS_QUEUE<<8 | NFQNL_MSG_CONFIG with
 // res_id = queue; NFQNL_CFG_CMD_PF_BIND/PF_UNBIND are ignored by the kernel ("obsolete") and not
 // sent. Packets arrive as 0x0300; verdicts are NFQNL_MSG_VERDICT with NFQA_VERDICT_HDR.
-import {
-  be16,
-  be32,
-  checkInt,
-  NetlinkError,
-  NfnlMessage,
-  NFNL_SUBSYS_QUEUE,
-  NLM_F_ACK,
-  NLM_F_REQUEST,
-  openConfigured,
-  request,
-  requestBind,
-  sendRaw,
-  errnoName,
-  listenForPackets,
-  type PacketFormat,
-} from "./netlink.ts";
+import { EOPNOTSUPP, errnoName } from "../sys/errno.ts";
+import { be16, be32, checkInt, NetlinkError, NfnlMessage, NFNL_SUBSYS_QUEUE, NLM_F_ACK, NLM_F_REQUEST, type PacketFormat } from "./netlink-codec.ts";
+import { bindingOf, openConfigured, request, requestBind, sendRaw, type NetfilterSocketOptions } from "./netlink-socket.ts";
+import { listenForPackets, type PacketListener } from "./netlink-stream.ts";
 
 const NFQNL_MSG_PACKET = 0;
 const NFQNL_MSG_VERDICT = 1;
@@ -52,11 +39,7 @@ const NFQA_MAX_USED = NFQA_GID;
 const NF_DROP = 0;
 const NF_ACCEPT = 1;
 const NF_REPEAT = 4;
-/** NFQNL_MAX_COPY_RANGE: 0xffff - NLA_HDRLEN. */
-export const MAX_COPY_RANGE = 0xffff - 4;
 const DEFAULT_MAX_LEN = 1024;
-const DEFAULT_RECV_BUFFER = 1 << 20;
-const EOPNOTSUPP = 95;
 
 export type Verdict = "accept" | "drop" | { repeatWithMark: number };
 
@@ -82,32 +65,13 @@ export interface QueuedPacket {
   verdict(v: Verdict): void;
 }
 
-export interface NfqueueStats {
-  packets: number;
-  enobufs: number;
-  decodeErrors: number;
-}
+export type NfqueueHandle = PacketListener;
 
-export interface NfqueueHandle {
-  readonly stats: NfqueueStats;
-  /**
-   * Stops reading and closes the socket; resolves once no fd of this process refers to it any
-   * more. Packets still waiting for a verdict are then dropped by the kernel. Idempotent.
-   */
-  close(): Promise<void>;
-}
-
-export interface NfqueueOptions {
-  /** Namespace path such as /run/netns/NAME, or null for the current network namespace. */
-  netns: string | null;
+export interface NfqueueOptions extends NetfilterSocketOptions {
   /** Queue number, 0..65535: the `queue num` of the rule. */
   queue: number;
-  /** Bytes of each packet to copy, 1..65531; default 512. */
-  copyRange?: number;
   /** Most packets waiting for a verdict before the kernel drops new ones (default 1024). */
   maxLen?: number;
-  /** Socket receive buffer in bytes (default 1 MiB). */
-  recvBufferBytes?: number;
   /** Called on the event loop once per queued packet, never inside openNfqueue(). */
   onPacket: (p: QueuedPacket) => void;
   /** Read failures, refused requests (e.g. a verdict for an unknown id), onPacket exceptions. */
@@ -125,42 +89,61 @@ export type NfqueueBinding = Omit<NfqueueOptions, "onPacket" | "onError">;
  * socket holds it.
  */
 export function bindNfqueue(opts: NfqueueBinding): { fd: number; early: Uint8Array[] } {
-  const copyRange = opts.copyRange ?? 512;
   const maxLen = opts.maxLen ?? DEFAULT_MAX_LEN;
   checkInt("queue", opts.queue, 0, 0xffff);
-  checkInt("copyRange", copyRange, 1, MAX_COPY_RANGE);
+  const { copyRange, where } = bindingOf(opts);
   checkInt("maxLen", maxLen, 1, 0xffffffff);
-  const where = opts.netns ?? "the current network namespace";
   const queue = opts.queue;
-
-  return openConfigured(opts.netns, opts.recvBufferBytes ?? DEFAULT_RECV_BUFFER, (fd) => {
-    const flags = NLM_F_REQUEST | NLM_F_ACK;
-    // struct nfqnl_msg_config_cmd: u8 command, u8 pad, be16 pf (pf only for the obsolete PF_BIND)
-    const bind = new NfnlMessage(NFNL_SUBSYS_QUEUE, NFQNL_MSG_CONFIG, flags, 1, queue).add(
-      NFQA_CFG_CMD,
-      Uint8Array.of(NFQNL_CFG_CMD_BIND, 0, 0, 0),
-    );
-    const early = requestBind(fd, bind.bytes(), `NFQUEUE queue ${queue} in ${where}`, "queue");
-    const params = new Uint8Array(5); // struct nfqnl_msg_config_params (packed): be32 copy_range, u8 mode
-    new DataView(params.buffer).setUint32(0, copyRange, false);
-    params[4] = NFQNL_COPY_PACKET;
-    const config = (seq: number, uidGid: boolean) =>
-      new NfnlMessage(NFNL_SUBSYS_QUEUE, NFQNL_MSG_CONFIG, flags, seq, queue)
-        .add(NFQA_CFG_PARAMS, params)
-        .addBe32(NFQA_CFG_QUEUE_MAXLEN, maxLen)
-        .addBe32(NFQA_CFG_MASK, NFQA_CFG_F_FAIL_OPEN | (uidGid ? NFQA_CFG_F_UID_GID : 0))
-        .addBe32(NFQA_CFG_FLAGS, uidGid ? NFQA_CFG_F_UID_GID : 0)
-        .bytes();
+  return openConfigured(opts, (fd) => {
+    const early = requestBind(fd, nfqueueBindRequest(queue), `NFQUEUE queue ${queue} in ${where}`, "queue");
     const what = `configuring NFQUEUE queue ${queue} in ${where}`;
     try {
-      early.push(...request(fd, config(2, true), 2, what));
+      early.push(...request(fd, nfqueueConfigRequest(queue, 2, copyRange, maxLen, true), 2, what));
     } catch (e) {
       // Kernels before 4.0 lack NFQA_CFG_F_UID_GID: carry on without uid/gid.
       if (!(e instanceof NetlinkError && e.errno === EOPNOTSUPP)) throw e;
-      early.push(...request(fd, config(3, false), 3, what));
+      early.push(...request(fd, nfqueueConfigRequest(queue, 3, copyRange, maxLen, false), 3, what));
     }
     return early;
   });
+}
+
+const CONFIG_FLAGS = NLM_F_REQUEST | NLM_F_ACK;
+
+/** Binding queue `queue` to the socket (seq 1). */
+export function nfqueueBindRequest(queue: number): Uint8Array {
+  // struct nfqnl_msg_config_cmd: u8 command, u8 pad, be16 pf (pf only for the obsolete PF_BIND)
+  return new NfnlMessage(NFNL_SUBSYS_QUEUE, NFQNL_MSG_CONFIG, CONFIG_FLAGS, 1, queue).add(NFQA_CFG_CMD, Uint8Array.of(NFQNL_CFG_CMD_BIND, 0, 0, 0)).bytes();
+}
+
+/** Copy mode packet with `copyRange`, queue max length, fail-open off, uid/gid asked for when `uidGid`. */
+export function nfqueueConfigRequest(queue: number, seq: number, copyRange: number, maxLen: number, uidGid: boolean): Uint8Array {
+  const params = new Uint8Array(5); // struct nfqnl_msg_config_params (packed): be32 copy_range, u8 mode
+  new DataView(params.buffer).setUint32(0, copyRange, false);
+  params[4] = NFQNL_COPY_PACKET;
+  return new NfnlMessage(NFNL_SUBSYS_QUEUE, NFQNL_MSG_CONFIG, CONFIG_FLAGS, seq, queue)
+    .add(NFQA_CFG_PARAMS, params)
+    .addBe32(NFQA_CFG_QUEUE_MAXLEN, maxLen)
+    .addBe32(NFQA_CFG_MASK, NFQA_CFG_F_FAIL_OPEN | (uidGid ? NFQA_CFG_F_UID_GID : 0))
+    .addBe32(NFQA_CFG_FLAGS, uidGid ? NFQA_CFG_F_UID_GID : 0)
+    .bytes();
+}
+
+/** The verdict `v` for packet `id`, or null when `v` is not a valid verdict. */
+export function nfqueueVerdictRequest(queue: number, seq: number, id: number, v: Verdict): Uint8Array | null {
+  const hdr = new Uint8Array(8); // struct nfqnl_msg_verdict_hdr: be32 verdict, be32 id
+  const view = new DataView(hdr.buffer);
+  view.setUint32(4, id, false);
+  const msg = new NfnlMessage(NFNL_SUBSYS_QUEUE, NFQNL_MSG_VERDICT, NLM_F_REQUEST, seq, queue);
+  if (v === "accept" || v === "drop") {
+    view.setUint32(0, v === "accept" ? NF_ACCEPT : NF_DROP, false);
+    return msg.add(NFQA_VERDICT_HDR, hdr).bytes();
+  }
+  if (typeof v === "object" && v !== null && Number.isInteger(v.repeatWithMark) && v.repeatWithMark >= 0 && v.repeatWithMark <= 0xffffffff) {
+    view.setUint32(0, NF_REPEAT, false);
+    return msg.add(NFQA_VERDICT_HDR, hdr).addBe32(NFQA_MARK, v.repeatWithMark).bytes();
+  }
+  return null;
 }
 
 export const NFQUEUE_FORMAT: PacketFormat = { type: (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET, maxAttr: NFQA_MAX_USED, headerAttr: NFQA_PACKET_HDR, headerLen: 7 };
@@ -178,23 +161,12 @@ export function queuedPackets(
 ): (attrs: (Uint8Array | undefined)[], hdr: Uint8Array) => void {
   let seq = 100;
   const sendVerdict = (id: number, v: Verdict) => {
-    let msg: NfnlMessage;
-    const hdr = new Uint8Array(8); // struct nfqnl_msg_verdict_hdr: be32 verdict, be32 id
-    const view = new DataView(hdr.buffer);
-    view.setUint32(4, id, false);
-    if (v === "accept" || v === "drop") {
-      view.setUint32(0, v === "accept" ? NF_ACCEPT : NF_DROP, false);
-      msg = new NfnlMessage(NFNL_SUBSYS_QUEUE, NFQNL_MSG_VERDICT, NLM_F_REQUEST, ++seq, queue).add(NFQA_VERDICT_HDR, hdr);
-    } else if (typeof v === "object" && v !== null && Number.isInteger(v.repeatWithMark) && v.repeatWithMark >= 0 && v.repeatWithMark <= 0xffffffff) {
-      view.setUint32(0, NF_REPEAT, false);
-      msg = new NfnlMessage(NFNL_SUBSYS_QUEUE, NFQNL_MSG_VERDICT, NLM_F_REQUEST, ++seq, queue)
-        .add(NFQA_VERDICT_HDR, hdr)
-        .addBe32(NFQA_MARK, v.repeatWithMark);
-    } else {
+    const msg = nfqueueVerdictRequest(queue, ++seq, id, v);
+    if (!msg) {
       onError(new RangeError(`invalid verdict for packet ${id}: ${JSON.stringify(v)}`));
       return false;
     }
-    const err = sendRaw(fd, msg.bytes());
+    const err = sendRaw(fd, msg);
     if (err !== 0) onError(new NetlinkError(`verdict for packet ${id} on queue ${queue}: ${errnoName(err)}`, err));
     return true;
   };

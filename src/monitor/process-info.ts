@@ -1,6 +1,7 @@
 // What proxywall reports about a process: pid, executable, command line, uid, start time, and
 // its ancestors up to CMD.
 import { readFileSync, readlinkSync } from "node:fs";
+import { statFields, statusNumber } from "../sys/procfs.ts";
 
 export interface ProcessFacts {
   pid: number;
@@ -24,13 +25,8 @@ function bootTimeMs(): number {
 const TICKS_PER_SECOND = 100;
 
 export function processFacts(pid: number): ProcessFacts | null {
-  let stat: string;
-  try {
-    stat = readFileSync(`/proc/${pid}/stat`, "latin1");
-  } catch {
-    return null;
-  }
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const fields = statFields(pid);
+  if (!fields) return null;
   const ppid = Number(fields[1]);
   const startTicks = Number(fields[19]);
   let exe: string | null = null;
@@ -42,11 +38,7 @@ export function processFacts(pid: number): ProcessFacts | null {
     cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
     if (cmdline[cmdline.length - 1] === "") cmdline.pop();
   } catch {}
-  let uid: number | null = null;
-  try {
-    const m = /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, "latin1"));
-    if (m) uid = Number(m[1]);
-  } catch {}
+  const uid = statusNumber(pid, "Uid");
   const start_time = Number.isFinite(startTicks) && bootTimeMs() > 0 ? new Date(bootTimeMs() + (startTicks * 1000) / TICKS_PER_SECOND).toISOString() : null;
   return { pid, ppid, exe, cmdline, uid, start_time };
 }

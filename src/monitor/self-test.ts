@@ -1,8 +1,9 @@
 // The self-test: before CMD starts, proxywall makes one TCP and one UDP attempt from inside the
 // sandbox to a reserved address and waits for the monitor to report them. Only then does
 // sandbox_ready say detection is "verified"; otherwise a degraded line says what is missing.
+import { errnoName } from "../sys/errno.ts";
+import { errno, libc } from "../sys/libc.ts";
 import { inNetns } from "../sys/netns.ts";
-import { errno, errnoName, libc } from "./netlink.ts";
 
 /** TEST-NET-3 (RFC 5737): never routed, and the fence rejects it before it leaves. */
 export const PROBE_ADDR = "203.0.113.1";
@@ -32,7 +33,7 @@ function sockaddrIn(addr: string, port: number): Uint8Array {
  * (its SYN is what gets held or logged) and a UDP datagram. Returns problems, if any.
  */
 export function sendProbes(nsPath: string): { fds: number[]; problems: string[] } {
-  const c = libc().symbols;
+  const c = libc();
   const to = sockaddrIn(PROBE_ADDR, PROBE_PORT);
   const problems: string[] = [];
   const fds = inNetns(nsPath, () => {
@@ -51,5 +52,5 @@ export function sendProbes(nsPath: string): { fds: number[]; problems: string[] 
 }
 
 export function closeProbeFds(fds: readonly number[]): void {
-  for (const fd of fds) libc().symbols.close(fd);
+  for (const fd of fds) libc().close(fd);
 }

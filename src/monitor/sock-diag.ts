@@ -1,21 +1,27 @@
-// Looking up one TCP or UDP socket by its four-tuple with sock_diag (NETLINK_SOCK_DIAG, inet_diag): the
-// kernel finds it in its hash directly. Reading /proc/PID/net/tcp instead walks the whole
+// Looking up one TCP or UDP socket by its five-tuple with sock_diag (NETLINK_SOCK_DIAG, inet_diag):
+// the kernel finds it in its hash directly. Reading /proc/PID/net/tcp instead walks the whole
 // established hash (262,144 buckets on a 24 GiB machine): measured 5-6 ms per file, 11 ms per
 // lookup, all of it while a held SYN waits. This takes microseconds.
 //
 // ABI (include/uapi/linux/sock_diag.h, inet_diag.h): request SOCK_DIAG_BY_FAMILY (20) with
 // struct inet_diag_req_v2 (56 bytes) without NLM_F_DUMP and cookie INET_DIAG_NOCOOKIE: an exact
-// lookup; answer struct inet_diag_msg (72 bytes: uid at 64, inode at 68) or NLMSG_ERROR -ENOENT.
+// lookup; answer struct inet_diag_msg (72 bytes: state at 1, uid at 64, inode at 68) or
+// NLMSG_ERROR -ENOENT.
+import type { FullTuple } from "../net/five-tuple.ts";
 import { ipv4ToInt, ipv6Groups } from "../net/ip-address.ts";
-import { closeFd, errno, libc, MSG_DONTWAIT, NLMSG_ERROR, openNetlinkSocket, sendRaw } from "./netlink.ts";
+import { EINTR } from "../sys/errno.ts";
+import { NLM_F_REQUEST, NLMSG_ERROR, NLMSG_HDRLEN } from "./netlink-codec.ts";
+import { closeFd, openNetlinkSocket, recvNow, sendRaw } from "./netlink-socket.ts";
 
 const NETLINK_SOCK_DIAG = 4;
 const SOCK_DIAG_BY_FAMILY = 20;
-const NLM_F_REQUEST = 1;
 const AF_INET = 2;
 const AF_INET6 = 10;
 const IPPROTO_TCP = 6;
 const IPPROTO_UDP = 17;
+const REQ_LEN = 56;
+const MSG_LEN = 72;
+const REQUEST_BYTES = NLMSG_HDRLEN + REQ_LEN;
 
 export interface DiagSocket {
   inode: number;
@@ -32,63 +38,67 @@ function putAddr(view: DataView, at: number, addr: string): void {
   }
 }
 
+/**
+ * The exact-lookup request for the socket that sent `t`, with sequence number `seq`, written into
+ * `into` (a lookup reuses one buffer) and returned. UDP is looked
+ * up as for a datagram arriving from the remote end, so there the request's source is the
+ * destination ("src and dst are swapped for historical reasons", net/ipv4/udp_diag.c).
+ */
+export function sockDiagRequest(seq: number, t: FullTuple, into: Uint8Array = new Uint8Array(REQUEST_BYTES)): Uint8Array {
+  const req = into.fill(0);
+  const v = new DataView(req.buffer, req.byteOffset, REQUEST_BYTES);
+  v.setUint32(0, REQUEST_BYTES, true);
+  v.setUint16(4, SOCK_DIAG_BY_FAMILY, true);
+  v.setUint16(6, NLM_F_REQUEST, true);
+  v.setUint32(8, seq, true);
+  const tcp = t.proto === "tcp";
+  const src = tcp ? { addr: t.srcAddr, port: t.srcPort } : { addr: t.dstAddr, port: t.dstPort };
+  const dst = tcp ? { addr: t.dstAddr, port: t.dstPort } : { addr: t.srcAddr, port: t.srcPort };
+  const b = NLMSG_HDRLEN;
+  req[b] = t.family === "ipv4" ? AF_INET : AF_INET6;
+  req[b + 1] = tcp ? IPPROTO_TCP : IPPROTO_UDP;
+  v.setUint32(b + 4, 0xffffffff, true); // every state
+  v.setUint16(b + 8, src.port, false);
+  v.setUint16(b + 10, dst.port, false);
+  putAddr(v, b + 12, src.addr);
+  putAddr(v, b + 28, dst.addr);
+  v.setUint32(b + 48, 0xffffffff, true); // INET_DIAG_NOCOOKIE
+  v.setUint32(b + 52, 0xffffffff, true);
+  return req;
+}
+
+/** The socket a reply to request `seq` describes; null for a refusal (no such socket); "other" for a message that is not the reply. */
+export function sockDiagReply(reply: Uint8Array, seq: number): DiagSocket | null | "other" {
+  const r = new DataView(reply.buffer, reply.byteOffset, reply.byteLength);
+  if (reply.length < NLMSG_HDRLEN || r.getUint32(8, true) !== seq) return "other";
+  const type = r.getUint16(4, true);
+  if (type === NLMSG_ERROR || type !== SOCK_DIAG_BY_FAMILY || reply.length < NLMSG_HDRLEN + MSG_LEN) return null;
+  const b = NLMSG_HDRLEN;
+  return { state: reply[b + 1]!, uid: r.getUint32(b + 64, true), inode: r.getUint32(b + 68, true) };
+}
+
 export class SockDiag {
   private readonly fd: number;
-  private readonly req = new Uint8Array(16 + 56);
-  private readonly view = new DataView(this.req.buffer);
+  private readonly req = new Uint8Array(REQUEST_BYTES);
   private readonly reply = new Uint8Array(8192);
   private seq = 1;
 
   /** A sock_diag socket inside the namespace at `nsPath`. */
   constructor(nsPath: string) {
     this.fd = openNetlinkSocket(nsPath, NETLINK_SOCK_DIAG).fd;
-    this.view.setUint32(0, this.req.length, true);
-    this.view.setUint16(4, SOCK_DIAG_BY_FAMILY, true);
-    this.view.setUint16(6, NLM_F_REQUEST, true);
   }
 
-  /** The TCP socket with this local and remote end, or null when there is none. */
-  tcp(family: "ipv4" | "ipv6", local: { addr: string; port: number }, remote: { addr: string; port: number }): DiagSocket | null {
-    return this.lookup(family, IPPROTO_TCP, local, remote);
-  }
-
-  /**
-   * The UDP socket that sent from `local` to `remote` (connected or not). The kernel looks UDP up
-   * as for a datagram arriving from `remote`, so the request's source is the remote end ("src and
-   * dst are swapped for historical reasons", net/ipv4/udp_diag.c).
-   */
-  udp(family: "ipv4" | "ipv6", local: { addr: string; port: number }, remote: { addr: string; port: number }): DiagSocket | null {
-    return this.lookup(family, IPPROTO_UDP, remote, local);
-  }
-
-  private lookup(family: "ipv4" | "ipv6", protocol: number, local: { addr: string; port: number }, remote: { addr: string; port: number }): DiagSocket | null {
-    const v = this.view;
-    this.req.fill(0, 8);
+  /** The TCP or UDP socket (connected or not) that sent `t`, or null when there is none. */
+  find(t: FullTuple): DiagSocket | null {
     const seq = this.seq++;
-    v.setUint32(8, seq, true);
-    const b = 16;
-    this.req[b] = family === "ipv4" ? AF_INET : AF_INET6;
-    this.req[b + 1] = protocol;
-    v.setUint32(b + 4, 0xffffffff, true); // every state
-    v.setUint16(b + 8, local.port, false);
-    v.setUint16(b + 10, remote.port, false);
-    putAddr(v, b + 12, local.addr);
-    putAddr(v, b + 28, remote.addr);
-    v.setUint32(b + 48, 0xffffffff, true); // INET_DIAG_NOCOOKIE
-    v.setUint32(b + 52, 0xffffffff, true);
-    if (sendRaw(this.fd, this.req) !== 0) return null;
+    if (sendRaw(this.fd, sockDiagRequest(seq, t, this.req)) !== 0) return null;
     // The kernel answers inside sendto(): the reply is queued already.
     for (let tries = 0; tries < 8; tries++) {
-      const n = Number(libc().symbols.recv(this.fd, this.reply, this.reply.length, MSG_DONTWAIT));
-      if (n < 0) {
-        if (errno() === 4 /* EINTR */) continue;
-        return null;
-      }
-      const r = new DataView(this.reply.buffer, 0, n);
-      if (n < 16 || r.getUint32(8, true) !== seq) continue;
-      const type = r.getUint16(4, true);
-      if (type === NLMSG_ERROR || type !== SOCK_DIAG_BY_FAMILY || n < 16 + 72) return null;
-      return { state: this.reply[16 + 1]!, uid: r.getUint32(16 + 64, true), inode: r.getUint32(16 + 68, true) };
+      const n = recvNow(this.fd, this.reply);
+      if (n === -EINTR) continue;
+      if (n < 0) return null;
+      const found = sockDiagReply(this.reply.subarray(0, n), seq);
+      if (found !== "other") return found;
     }
     return null;
   }

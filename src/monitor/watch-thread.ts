@@ -4,7 +4,8 @@
 // is an error of Watch.open(); the thread reads them (fds belong to the process).
 import type { ProcessInfo, Source } from "../events/schema.ts";
 import type { PacketFields } from "../kernel-log/log-fields.ts";
-import { closeAndRelease, closeFd, fdLink, makeWakeFd, wakeUp } from "./netlink.ts";
+import { closeAndRelease, closeFd, fdLink } from "./netlink-socket.ts";
+import { makeWakeFd, wakeUp } from "./netlink-poll.ts";
 import { bindNflog } from "./nflog-socket.ts";
 import { bindNfqueue } from "./nfqueue-socket.ts";
 

@@ -8,12 +8,12 @@
 import { bypassEvent } from "../events/bypass-event.ts";
 import type { BypassDetect, EventLine, ProcessInfo, Source } from "../events/schema.ts";
 import type { PacketFields } from "../kernel-log/log-fields.ts";
+import type { FiveTuple } from "../net/five-tuple.ts";
 import { KernelLogParser } from "../kernel-log/log-parser.ts";
 import { exactPrefix } from "../kernel-log/log-prefix.ts";
 import type { HoldQueue } from "../plan/ruleset.ts";
 import type { Backend } from "../plan/sandbox-plan.ts";
 import { Attributor } from "./attribution.ts";
-import type { SocketKey } from "./procfs-sockets.ts";
 import { BypassSummarizer } from "./bypass-summary.ts";
 import { kernelLogReachable, kmsgUsable, openDmesg, openKmsg, type LineSource } from "./kmsg-source.ts";
 import { readRejectTotals, type RejectTotals } from "./rule-counters.ts";
@@ -145,7 +145,7 @@ export class Watch {
   }
 
   /** The process behind the packet; null for the self-test's own probes (never reported). */
-  private attributeOrProbe(key: SocketKey, held: boolean): Exclude<ProcessInfo, null> | null {
+  private attributeOrProbe(key: FiveTuple, held: boolean): Exclude<ProcessInfo, null> | null {
     if (this.probe && isProbe(key)) {
       this.probed(key.proto);
       return null;

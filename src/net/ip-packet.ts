@@ -1,18 +1,11 @@
 // Decodes the raw IP packets that NFLOG and NFQUEUE deliver (network header first, no link layer)
-// into the fields a bypass event needs. Same field names as PacketFields (kernel-log/log-fields.ts)
-// so one event builder serves every source. Never throws: anything it cannot read is null.
-import type { Family, Proto } from "../events/schema.ts";
-import type { PacketFields } from "../kernel-log/log-fields.ts";
-import { formatIPv6 } from "../net/ip-address.ts";
-import { dnsQueryName } from "./dns-query.ts";
+// into their five-tuple, TCP flags and payload. The tuple is the same type a kernel-log line's
+// fields carry, so one attribution and one event builder serve every source. Never throws:
+// anything it cannot read is null.
+import type { Family, FullTuple } from "./five-tuple.ts";
+import { formatIPv6 } from "./ip-address.ts";
 
-export interface DecodedPacket {
-  family: Family;
-  proto: Proto;
-  srcAddr: string;
-  srcPort: number;
-  dstAddr: string;
-  dstPort: number;
+export interface DecodedPacket extends FullTuple {
   /** TCP only: header byte 13 (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10, URG 0x20, ECE 0x40, CWR 0x80). */
   tcpFlags?: number;
   /**
@@ -160,12 +153,4 @@ export function decodePacket(bytes: Uint8Array): DecodedPacket | null {
   } catch {
     return null;
   }
-}
-
-/** What a bypass_detect line says of a packet: its fields, and the name it asks for when it is DNS. */
-export function packetReport(d: DecodedPacket, uid: number | null, gid: number | null): { fields: PacketFields; dns: string | null } {
-  return {
-    fields: { proto: d.proto, family: d.family, srcAddr: d.srcAddr, srcPort: d.srcPort, dstAddr: d.dstAddr, dstPort: d.dstPort, uid, gid, outIf: null },
-    dns: d.dstPort === 53 ? dnsQueryName(d.l4Payload, d.proto === "tcp") : null,
-  };
 }
