@@ -5,7 +5,7 @@ import { describe, expect, test } from "bun:test";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import * as v from "valibot";
-import { CHECK_NAMES, DoctorReport, type Check } from "../src/sandbox/doctor-checks.ts";
+import { CHECK_NAMES, DoctorReport, type Check } from "../src/doctor/report.ts";
 import { renderHuman } from "../src/cli/doctor.ts";
 
 const ROOT = join(import.meta.dir, "..");

@@ -1,7 +1,8 @@
 // The fence as pure functions: the plan's order and the exact rendered text, without root.
 import { describe, expect, test } from "bun:test";
 import { ALL_FEATURES, HOLD_QUEUE, planRuleset, type RulesetInput } from "../src/plan/ruleset.ts";
-import { renderNft } from "../src/plan/render-nft.ts";
+import { nftRule, renderNft } from "../src/plan/render-nft.ts";
+import { fenceSteps } from "../src/plan/sandbox-plan.ts";
 import { renderIptables } from "../src/plan/render-iptables.ts";
 import { isEmptyTable, listedTables, OBSERVE_FEATURES, planObserve, renderObserveIptables, renderObserveNft } from "../src/plan/observe-rules.ts";
 import { IPTABLES_PREFIX_MAX } from "../src/kernel-log/log-prefix.ts";
@@ -54,9 +55,8 @@ describe("planRuleset", () => {
 
 describe("renderNft", () => {
   test("exact script, NFLOG", () => {
-    expect(renderNft(planRuleset(base))).toBe(`add table inet proxywall
-delete table inet proxywall
-table inet proxywall {
+    // No add/delete preamble: a sandbox's namespace is always new, and a delete made the commit wait.
+    expect(renderNft(planRuleset(base))).toBe(`table inet proxywall {
 \tchain output {
 \t\ttype filter hook output priority filter; policy drop;
 \t\toifname "lo" accept comment "loopback, including the resets the rejects below send"
@@ -75,6 +75,16 @@ table inet proxywall {
   test("kmsg log step quotes the prefix and asks for the socket uid", () => {
     const text = renderNft(planRuleset({ ...base, log: { kind: "kmsg", prefix: "proxywall:abcd1234:" } }));
     expect(text).toContain(`meta l4proto tcp limit rate 100/second burst 200 packets log prefix "proxywall:abcd1234:" level warn flags skuid comment "log tcp bypass"`);
+  });
+
+  test("protocols by names nft knows itself: no /etc/protocols needed (images without netbase)", () => {
+    expect(nftRule({ comment: "c", family: "ipv6", proto: "icmp", action: { kind: "accept" } })).toBe(`meta l4proto icmpv6 accept comment "c"`);
+    expect(nftRule({ comment: "c", family: "ipv4", proto: "icmp", action: { kind: "accept" } })).toBe(`meta l4proto icmp accept comment "c"`);
+  });
+
+  test("the fence steps: one nft fed on /proc/self/fd/0 (no file, no /dev/stdin), or both iptables families", () => {
+    expect(fenceSteps(planRuleset(base), "nft")).toEqual([{ tool: "nft", args: ["-f", "/proc/self/fd/0"], text: renderNft(planRuleset(base)) }]);
+    expect(fenceSteps(planRuleset(base), "iptables").map((s) => s.tool)).toEqual(["iptables-restore", "ip6tables-restore"]);
   });
 });
 

@@ -97,7 +97,7 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
     const script = `
       H4=$(ip route show default | cut -d' ' -f3); H6=$(ip -6 route show default | cut -d' ' -f3)
       echo "== fenced"; bash ${CLIENTS} "$H4" "$H6" ${port} ${udpPort}
-      nft delete table inet proxywall || { iptables -P OUTPUT ACCEPT; iptables -F OUTPUT; ip6tables -P OUTPUT ACCEPT; ip6tables -F OUTPUT; }
+      nft delete table inet proxywall || for t in iptables-legacy ip6tables-legacy iptables ip6tables; do $t -P OUTPUT ACCEPT; $t -F OUTPUT; done 2>/dev/null
       echo "== control"; bash ${CLIENTS} "$H4" "$H6" ${port} ${udpPort}`;
     const r = await proxywall(["run", ...TEST_ARGS, "--", "bash", "-c", script], { timeoutMs: 60_000 });
     expect(r.code).toBe(0);
@@ -335,7 +335,7 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
     using fake = tempDir("pw-faketools-");
     const stateDir = "/run/proxywall-test-fence";
     try {
-      for (const tool of ["nft", "iptables-restore", "ip6tables-restore"]) {
+      for (const tool of ["nft", "iptables-restore", "ip6tables-restore", "iptables-legacy-restore", "ip6tables-legacy-restore"]) {
         writeFileSync(fake.path(tool), `#!/bin/sh\necho "${tool}: Operation not supported (fake)" >&2\nexit 1\n`, { mode: 0o755 });
       }
       const env = { PATH: `${fake.root}:${process.env.PATH}` };

@@ -5,9 +5,10 @@
 // usage errors (unknown flags) still end with 2 as everywhere else.
 import { defineCommand } from "citty";
 import * as v from "valibot";
-import { DoctorReport, runDoctor, type Check } from "../sandbox/doctor-checks.ts";
+import { runDoctor } from "../doctor/doctor.ts";
+import { DoctorReport, type Check } from "../doctor/report.ts";
 import { validate } from "./argv.ts";
-import { EXIT } from "./exit-codes.ts";
+import { EXIT } from "../exit-codes.ts";
 
 const Options = v.object({
   json: v.boolean(),

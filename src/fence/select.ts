@@ -179,7 +179,7 @@ async function probeOne(c: Candidate, probes: readonly Probe[]): Promise<Probed>
   if (c.absent || !c.tools) return { ...base, unusable: c.absent ?? "no tools", unsupported: new Map(), ms: 0 };
   const r = c.flavour === "nft" ? await probeNft(c.tools.nft!, probes) : await probeXtables(c.tools, probes);
   const ms = performance.now() - t0;
-  if (!(r instanceof Map)) return { ...base, unusable: toolError(`${c.label} (check only)`, r), unsupported: new Map(), ms };
+  if (!(r instanceof Map)) return { ...base, unusable: toolError("a check-only run", r), unsupported: new Map(), ms };
   const unsupported = unsupportedKeys(probes, r);
   const core = unsupported.get("core");
   return { ...base, unsupported, unusable: core ? `${c.label} cannot install the rejects here: ${core}` : null, ms };
@@ -222,6 +222,12 @@ export function pickFence(wants: FenceWants, probed: readonly Probed[]): FenceCh
 /** Why no tool can install the fence, one clause per tool asked. */
 export function noFenceReason(probed: readonly Probed[]): string {
   return probed.map((p) => `${p.label}: ${p.unusable}`).join("; ") || "no firewall tool to ask";
+}
+
+/** What a run asks about, by its --monitor (the watch opens later; auto may end with the kernel log). */
+export function runWants(backend: Backend | undefined, monitor: "auto" | "nflog" | "kmsg" | "dmesg" | "off"): FenceWants {
+  const logs: WatchLog[] = monitor === "off" ? [] : monitor === "auto" ? ["nflog", "kmsg"] : monitor === "nflog" ? ["nflog"] : ["kmsg"];
+  return { backend, logs, hold: logs.includes("nflog") };
 }
 
 /** probeFence + pickFence; throws SetupError, with each tool's own words, when none works. */
