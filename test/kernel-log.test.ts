@@ -8,11 +8,13 @@ import { kernelRecord } from "../src/kernel-log/kmsg-record.ts";
 import { parseLogFields, type PacketFields } from "../src/kernel-log/log-fields.ts";
 import { anySandboxPrefix, exactPrefix, IPTABLES_PREFIX_MAX, sandboxLogPrefix, type PrefixMatcher } from "../src/kernel-log/log-prefix.ts";
 import { LineSplitter, MAX_LINE } from "../src/kernel-log/line-splitter.ts";
+import { ByteLineSplitter } from "../src/kernel-log/byte-line-splitter.ts";
 import { KernelLogParser, type ParseStats } from "../src/kernel-log/log-parser.ts";
 import { bypassEvent, bypassEventLine } from "../src/events/bypass-event.ts";
 import { HINTS, bypassHint } from "../src/events/hints.ts";
 import { BypassDetect } from "../src/events/schema.ts";
 import { canonicalIPv6 } from "../src/net/ip-address.ts";
+import { mulberry32 } from "./support/prng.ts";
 
 const FIXTURES = path.join(import.meta.dir, "fixtures");
 const fixture = (name: string) => readFileSync(path.join(FIXTURES, name), "utf8");
@@ -340,6 +342,104 @@ describe("LineSplitter", () => {
   });
 });
 
+describe("ByteLineSplitter", () => {
+  interface Split {
+    lines: string[];
+    /** Lines handed on plus lines filtered: every line that was not too long. */
+    total: number;
+    oversize: number;
+  }
+
+  /** What `proxywall parse` did before: TextDecoder over the chunks, then LineSplitter. */
+  const viaText = (bytes: Uint8Array, cuts: number[], maxLine: number, marker: string): Split => {
+    const lines: string[] = [];
+    const s = new LineSplitter((l) => lines.push(l), maxLine, marker);
+    const d = new TextDecoder("utf-8", { fatal: false });
+    let prev = 0;
+    for (const c of [...cuts, bytes.length]) {
+      s.push(d.decode(bytes.subarray(prev, c), { stream: true }));
+      prev = c;
+    }
+    s.push(d.decode());
+    s.end();
+    return { lines, total: lines.length + s.filtered, oversize: s.oversize };
+  };
+
+  /** The same chunks as bytes, each in one buffer that is overwritten as soon as push returns. */
+  const viaBytes = (bytes: Uint8Array, cuts: number[], maxLine: number, marker: string): Split => {
+    const lines: string[] = [];
+    const s = new ByteLineSplitter((l) => lines.push(l), maxLine, marker);
+    const buf = new Uint8Array(bytes.length + 8);
+    let prev = 0;
+    for (const c of [...cuts, bytes.length]) {
+      buf.set(bytes.subarray(prev, c), 5);
+      s.push(buf.subarray(5, 5 + c - prev));
+      buf.fill(0x41);
+      prev = c;
+    }
+    s.end();
+    return { lines, total: lines.length + s.filtered, oversize: s.oversize };
+  };
+
+  const enc = new TextEncoder();
+  const TEXT = ["proxywall:", "proxy", "wall:", "\n", "\n", "\r", "\r\n", "a", "xyz ", "\u00e9", "\u20ac", "\ud83d\ude00", "\ufeff", "\ufffd"];
+  // a byte-order mark, its beginnings, lone continuation and lead bytes, cut sequences, a surrogate
+  const RAW = [[0xef, 0xbb, 0xbf], [0xef, 0xbb], [0xef], [0x80], [0xc3], [0xe2, 0x82], [0xf0, 0x9f, 0x98], [0xff], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80], [0xc0, 0xaf]];
+
+  test("the same lines and counts as TextDecoder and LineSplitter, for any bytes cut anywhere", () => {
+    const rnd = mulberry32(0xb17e5);
+    const int = (n: number) => Math.floor(rnd() * n);
+    let oversize = 0;
+    for (let t = 0; t < 4000; t++) {
+      const parts: number[] = rnd() < 0.3 ? [0xef, 0xbb, 0xbf] : [];
+      for (let i = int(60); i > 0; i--) {
+        if (rnd() < 0.2) parts.push(...RAW[int(RAW.length)]!);
+        else if (rnd() < 0.1) parts.push(...enc.encode((rnd() < 0.5 ? "x" : "\u20ac").repeat(int(120))));
+        else parts.push(...enc.encode(TEXT[int(TEXT.length)]!));
+      }
+      const bytes = Uint8Array.from(parts);
+      const cuts = Array.from({ length: int(6) }, () => int(bytes.length + 1)).sort((a, b) => a - b);
+      const maxLine = [5, 10, 20, 100, 1000][int(5)]!;
+      const marker = ["", "proxywall:", "\u00e9\u20ac", "\ufffd", "wall", "\ufeff"][int(6)]!;
+      const want = viaText(bytes, cuts, maxLine, marker);
+      const got = viaBytes(bytes, cuts, maxLine, marker);
+      // Both may hand on lines without the marker (the parser checks each line); all lines with it.
+      const has = (l: string) => l.includes(marker);
+      const ctx = { bytes: [...bytes], cuts, maxLine, marker };
+      expect({ ...ctx, lines: got.lines.filter(has), total: got.total, oversize: got.oversize }).toEqual({ ...ctx, lines: want.lines.filter(has), total: want.total, oversize: want.oversize });
+      if (marker === "") expect(got.lines).toEqual(want.lines);
+      oversize += want.oversize;
+    }
+    expect(oversize).toBeGreaterThan(1000); // the cap, in UTF-16 units, was tested too
+  });
+
+  test("every cut of a text with multi-byte characters, CRLF and a last line without newline", () => {
+    const bytes = enc.encode(`\ufeff4,1,2,-;first\n[ 1.0] second\r\n\nthird \u00e9\u20ac\ud83d\ude00\nproxywall:abcd1234:IN= x\nlast`);
+    const expected = ["4,1,2,-;first", "[ 1.0] second", "", "third \u00e9\u20ac\ud83d\ude00", "proxywall:abcd1234:IN= x", "last"];
+    for (let i = 0; i <= bytes.length; i++) {
+      for (let j = i; j <= bytes.length; j++) {
+        expect(viaBytes(bytes, [i, j], MAX_LINE, "")).toEqual({ lines: expected, total: 6, oversize: 0 });
+        const r = viaBytes(bytes, [i, j], MAX_LINE, "proxywall:");
+        expect(r.lines.filter((l) => l.includes("proxywall:"))).toEqual(["proxywall:abcd1234:IN= x"]);
+        expect(r.total).toBe(6);
+      }
+    }
+  });
+
+  test("an endless line is never accumulated beyond three bytes per character of the cap", () => {
+    const s = new ByteLineSplitter(() => {
+      throw new Error("no line expected");
+    }, 1000);
+    const chunk = new Uint8Array(700).fill(0x79);
+    for (let i = 0; i < 20000; i++) {
+      s.push(chunk);
+      expect(Reflect.get(s, "carryLen") as number).toBeLessThanOrEqual(3000);
+    }
+    expect(s.oversize).toBe(1);
+    s.end();
+  });
+});
+
 describe("KernelLogParser over the fixtures", () => {
   const kmsg = fixture("kmsg-records.txt");
   const dmesg = fixture("dmesg-lines.txt");
@@ -372,6 +472,25 @@ describe("KernelLogParser over the fixtures", () => {
     test(`${name}: the same events in any chunking`, () => {
       const whole = parse(text).events.map(fieldsOf);
       for (const chunk of [1, 2, 3, 7, 64, 200, 333]) expect(parse(text, { chunk }).events.map(fieldsOf)).toEqual(whole);
+    });
+
+    test(`${name}: pushBytes gives the same events and counts as push, in any chunking`, () => {
+      const { events, stats } = parse(text);
+      const bytes = new TextEncoder().encode(text);
+      for (const chunk of [1, 2, 3, 7, 64, 200, 333, bytes.length]) {
+        const got: BypassDetect[] = [];
+        const p = new KernelLogParser({ matcher: anySandboxPrefix(), source: "parse", onEvent: (e) => got.push(e) });
+        const buf = new Uint8Array(chunk);
+        for (let at = 0; at < bytes.length; at += chunk) {
+          const piece = bytes.subarray(at, at + chunk);
+          buf.set(piece);
+          p.pushBytes(buf.subarray(0, piece.length));
+          buf.fill(0);
+        }
+        p.end();
+        expect(got.map(fieldsOf)).toEqual(events.map(fieldsOf));
+        expect(p.stats()).toEqual(stats);
+      }
     });
 
     test(`${name}: --prefix with the 34-character prefix finds the truncated record only`, () => {

@@ -278,6 +278,35 @@ describe("proxywall parse", () => {
   test("empty input: nothing out, exit 0", async () => {
     expect(await proxywall(["parse", "-"], "")).toEqual({ code: 0, stdout: "", stderr: "" });
   });
+
+  test("/dev/null as the file and as standard input: nothing out, exit 0", async () => {
+    // Bun's file stream polled the descriptor with epoll, which refuses /dev/null (EPERM).
+    expect(await proxywall(["parse", "/dev/null"])).toEqual({ code: 0, stdout: "", stderr: "" });
+    expect(await proxywall(["parse", "-"])).toEqual({ code: 0, stdout: "", stderr: "" }); // stdin: /dev/null
+    const r = await proxywall(["parse", "/dev/null", "--stats"]);
+    expect(r).toMatchObject({ code: 0, stdout: "" });
+    expect(r.stderr).toContain(`"lines":0,"records":0,"events":0`);
+  });
+
+  test("a regular file as standard input", async () => {
+    const p = Bun.spawn([process.execPath, "src/main.ts", "parse"], { cwd: ROOT, stdin: Bun.file(KMSG), stdout: "pipe", stderr: "pipe" });
+    const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+    expect({ code, stderr }).toEqual({ code: 0, stderr: "" });
+    expect(eventLines(stdout).map(summary)).toEqual(FIXTURE_EVENTS);
+  });
+
+  test("a byte-order mark, CRLF, invalid UTF-8 and characters cut by chunk ends change nothing", async () => {
+    const text = readFileSync(DMESG, "utf8").replaceAll("\n", "\r\n");
+    const bytes = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(`\u00e9\u20ac\ud83d\ude00 \xff\n`, "utf8"), Buffer.from([0xc3, 0x0a, 0xe2, 0x82, 0x0a]), Buffer.from(text)]);
+    // more than one 64 KiB read, with multi-byte characters across every read boundary
+    const filler = Buffer.from(`[ 1.0] caf\u00e9 \u20ac\ud83d\ude00 ${"x".repeat(97)}\n`, "utf8");
+    const input = Buffer.concat([bytes, ...Array.from({ length: 2000 }, () => filler), bytes]);
+    const r = await proxywall(["parse", "-", "--stats"], input);
+    expect(r.code).toBe(0);
+    expect(eventLines(r.stdout).map(summary)).toEqual([...FIXTURE_EVENTS, ...FIXTURE_EVENTS]);
+    const stats = JSON.parse(/parse stats (\{.*\})/.exec(r.stderr)![1]!);
+    expect(stats).toMatchObject({ lines: 2 * (3 + 6) + 2000, events: 10, oversize_lines: 0 });
+  });
 });
 
 describe("proxywall parse: usage errors", () => {
@@ -301,8 +330,9 @@ describe("proxywall parse: usage errors", () => {
     expect(usage(await proxywall(["parse", missing]))).toContain(missing);
   });
 
-  test("a directory is not a log file", async () => {
-    usage(await proxywall(["parse", dir]));
+  test("a directory is not a log file, and the message says so", async () => {
+    expect(usage(await proxywall(["parse", dir]))).toBe(`proxywall: cannot read ${dir}: is a directory\n`);
+    expect(usage(await proxywall(["parse", "/tmp"]))).toContain("is a directory");
   });
 
   test("an unknown flag: exit 2", async () => {

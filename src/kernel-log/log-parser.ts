@@ -5,6 +5,7 @@ import { kernelRecord } from "./kmsg-record.ts";
 import { parseLogFields } from "./log-fields.ts";
 import type { PrefixMatcher } from "./log-prefix.ts";
 import { LineSplitter, MAX_LINE } from "./line-splitter.ts";
+import { ByteLineSplitter } from "./byte-line-splitter.ts";
 
 export interface ParseStats {
   lines: number;
@@ -24,6 +25,8 @@ export interface ParserOptions {
 
 export class KernelLogParser {
   private readonly splitter: LineSplitter;
+  /** For input that arrives as bytes (a file, a pipe); made on first use. */
+  private byteSplitter: ByteLineSplitter | null = null;
   private readonly counts = { lines: 0, records: 0, events: 0, skipped_incomplete: 0, skipped_other_proto: 0 };
 
   constructor(private readonly opts: ParserOptions) {
@@ -36,13 +39,26 @@ export class KernelLogParser {
     this.splitter.push(text);
   }
 
+  /**
+   * UTF-8 log text as it is read, in chunks cut anywhere (even inside a character). Same result as
+   * push() of the decoded text, in constant memory: lines without the marker are never decoded, and
+   * `bytes` is not kept, so the caller can read the next chunk into the same buffer.
+   */
+  pushBytes(bytes: Uint8Array): void {
+    this.byteSplitter ??= new ByteLineSplitter((line) => this.line(line), MAX_LINE, this.opts.matcher.marker);
+    this.byteSplitter.push(bytes);
+  }
+
   end(): void {
     this.splitter.end();
+    this.byteSplitter?.end();
   }
 
   stats(): ParseStats {
-    const { splitter } = this;
-    return { ...this.counts, lines: this.counts.lines + splitter.filtered, oversize_lines: splitter.oversize };
+    const { splitter, byteSplitter } = this;
+    const filtered = splitter.filtered + (byteSplitter?.filtered ?? 0);
+    const oversize = splitter.oversize + (byteSplitter?.oversize ?? 0);
+    return { ...this.counts, lines: this.counts.lines + filtered, oversize_lines: oversize };
   }
 
   /** One line of log text; also the entry point for sources that already deliver whole records. */
