@@ -1,8 +1,13 @@
 // Kernel-log sources, the fallback where NFLOG cannot work: /dev/kmsg read from its end (no
-// history replay), and `dmesg --follow-new` as the last resort. Both deliver lines of text for
-// the kernel-log parser. They see sandbox packets only where the kernel writes LOG lines from
-// other namespaces (initial namespace with net.netfilter.nf_log_all_netns = 1).
+// history replay), and `dmesg --follow-new` as the last resort. Both deliver text, which
+// recordFields() turns into the fields of proxywall's records. They see sandbox packets only where
+// the kernel writes LOG lines from other namespaces (initial namespace with
+// net.netfilter.nf_log_all_netns = 1).
 import { closeSync, constants, existsSync, openSync, readFileSync, readSync } from "node:fs";
+import { kernelRecord } from "../kernel-log/kmsg-record.ts";
+import { LineSplitter, MAX_LINE } from "../kernel-log/line-splitter.ts";
+import { parseLogFields, type PacketFields } from "../kernel-log/log-fields.ts";
+import type { PrefixMatcher } from "../kernel-log/log-prefix.ts";
 import { libc } from "../sys/libc.ts";
 import { findTool, ownChildren } from "../sys/tools.ts";
 
@@ -32,6 +37,28 @@ export function kmsgUsable(): Usability {
     return { ok: false, why: `/dev/kmsg cannot be read (${(e as NodeJS.ErrnoException).code}): needs CAP_SYSLOG and a runtime that allows the device` };
   }
   return { ok: true, why: "" };
+}
+
+/**
+ * Kernel-log text, in chunks, to the fields of each record `matcher` accepts and the record's own
+ * time: the monitor attributes the packet first and then builds its event once, as the watch
+ * thread does for NFLOG. What is not such a record, or does not parse, is passed over
+ * (`proxywall parse` counts those; KernelLogParser).
+ */
+export function recordFields(matcher: PrefixMatcher, onRecord: (fields: PacketFields, logTime: string | null) => void): (text: string) => void {
+  const splitter = new LineSplitter(
+    (line) => {
+      // The splitter's marker filter lets through more than it must (a line carried across chunks).
+      if (line.indexOf(matcher.marker) === -1) return;
+      const record = kernelRecord(line);
+      const m = record && matcher.match(record.message);
+      const parsed = m && parseLogFields(m.rest);
+      if (parsed && parsed.ok) onRecord(parsed.fields, record.logTime);
+    },
+    MAX_LINE,
+    matcher.marker,
+  );
+  return (text) => splitter.push(text);
 }
 
 export interface LineSource {

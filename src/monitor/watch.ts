@@ -8,14 +8,12 @@
 import { bypassEvent } from "../events/bypass-event.ts";
 import type { BypassDetect, EventLine, ProcessInfo, Source } from "../events/schema.ts";
 import type { PacketFields } from "../kernel-log/log-fields.ts";
-import type { FiveTuple } from "../net/five-tuple.ts";
-import { KernelLogParser } from "../kernel-log/log-parser.ts";
 import { exactPrefix } from "../kernel-log/log-prefix.ts";
 import type { HoldQueue } from "../plan/ruleset.ts";
 import type { Backend } from "../plan/sandbox-plan.ts";
 import { Attributor } from "./attribution.ts";
 import { BypassSummarizer } from "./bypass-summary.ts";
-import { kernelLogReachable, kmsgUsable, openDmesg, openKmsg, type LineSource } from "./kmsg-source.ts";
+import { kernelLogReachable, kmsgUsable, openDmesg, openKmsg, recordFields, type LineSource } from "./kmsg-source.ts";
 import { readRejectTotals, type RejectTotals } from "./rule-counters.ts";
 import { GcPacer } from "../sys/gc-pacer.ts";
 import { closeProbeFds, isProbe, PROBE_ADDR, PROBE_PORT, sendProbes } from "./self-test.ts";
@@ -100,8 +98,7 @@ export class Watch {
       const why = (kind === "kmsg" ? kmsg : reach).why;
       o.degrade(`monitor-${choice}`, `--monitor ${choice} was asked for, but ${why}`, "use --monitor nflog (the default where it works)", `${STILL}; the self-test below tells whether any line arrives`);
     }
-    const parser = new KernelLogParser({ matcher: exactPrefix(o.prefix), source: kind, proxy: o.proxy, onEvent: (e) => w.report(e) });
-    const onText = (t: string) => parser.push(t);
+    const onText = recordFields(exactPrefix(o.prefix), (fields, logTime) => w.logged(fields, logTime, kind));
     try {
       w.lines = kind === "dmesg" ? openDmesg(onText, (why) => o.degrade("monitor-dmesg", why, "use --monitor nflog", STILL)) : openKmsg(onText);
       w.source = kind;
@@ -144,31 +141,29 @@ export class Watch {
     }
   }
 
-  /** The process behind the packet; null for the self-test's own probes (never reported). */
-  private attributeOrProbe(key: FiveTuple, held: boolean): Exclude<ProcessInfo, null> | null {
-    if (this.probe && isProbe(key)) {
-      this.probed(key.proto);
-      return null;
-    }
-    this.attributor ??= new Attributor(this.o.nsPath, () => this.cmdPid);
-    return this.attributor.attribute(key, held);
-  }
-
   private probed(proto: "tcp" | "udp"): void {
     if (!this.probe) return;
     this.probe[proto] = true;
     if (this.probe.tcp && this.probe.udp) this.probe.wake?.();
   }
 
-  private emitPacket(fields: PacketFields, dns: string | null, source: Source, process: Exclude<ProcessInfo, null>): void {
-    this.deliver({ ...bypassEvent({ sandbox: this.o.sandbox, source, proxy: this.o.proxy }, fields, null), process, dns_query: dns, action: this.o.action });
+  /**
+   * A kernel-log line: a probe of the self-test, or a bypass attributed by lookup here (the line
+   * carries no payload, so no DNS name), as the watch thread does for NFLOG.
+   */
+  private logged(fields: PacketFields, logTime: string | null, source: "kmsg" | "dmesg"): void {
+    if (this.probe && isProbe(fields)) {
+      this.probed(fields.proto);
+      return;
+    }
+    this.attributor ??= new Attributor(this.o.nsPath, () => this.cmdPid);
+    this.emitPacket(fields, null, source, this.attributor.attribute(fields, false), logTime);
   }
 
-  /** Kernel-log lines carry no payload: attribution by lookup, no DNS name. */
-  private report(e: BypassDetect): void {
-    const key = { proto: e.proto, family: e.family, srcAddr: e.src_addr, srcPort: e.src_port, dstAddr: e.dst_addr, dstPort: e.dst_port };
-    const process = this.attributeOrProbe(key, false);
-    if (process) this.deliver({ ...e, sandbox: this.o.sandbox, process, action: this.o.action });
+  /** The one place a bypass_detect line is built, from a packet already attributed. */
+  private emitPacket(fields: PacketFields, dns: string | null, source: Source, process: Exclude<ProcessInfo, null>, logTime: string | null = null): void {
+    const event = bypassEvent({ sandbox: this.o.sandbox, source, proxy: this.o.proxy }, fields, logTime);
+    this.deliver({ ...event, process, dns_query: dns, action: this.o.action });
   }
 
   private deliver(e: BypassDetect): void {
