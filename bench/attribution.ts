@@ -4,9 +4,9 @@
 //
 //   node_modules/.bin/bun bench/attribution.ts [--n 100] [--compiled]
 //
-// Needs root. One `proxywall run --state-dir /run/proxywall-bench --pool 10.205.0.0/16 -- python3
-// DRIVER`; events on stderr, read by the benchmark as they arrive. The driver (CMD, root inside
-// the namespace) starts the clients one at a time, 10 ms apart, as
+// Needs root. One `proxywall run --state-dir /run/proxywall-bench -- python3 DRIVER`; events on
+// stderr, read by the benchmark as they arrive. The driver (CMD, root inside the namespace) starts
+// the clients one at a time, 10 ms apart, as
 //   sh -c 'echo $$; exec "$@"' sh CLIENT ARGS...
 // so each prints its own pid and then becomes the client; the driver reports pid, exit code and
 // how long it ran. Client kinds, in turn:
@@ -23,31 +23,14 @@
 import { chmodSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { release, tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  cleanupOwn,
-  compiledProxywall,
-  flag,
-  fmtMs,
-  FROM_SOURCE,
-  interrupted,
-  Leftovers,
-  liveProblems,
-  LIVE_POOL,
-  namespacesNote,
-  quantile,
-  requireRootLinux,
-  runArgvInPool,
-  runLive,
-  STATE_DIR,
-  systemTool,
-  table,
-  type Event,
-} from "./support.ts";
+import { leftBehind, Leftovers, namespacesNote } from "./cleanup.ts";
+import { proxywallUnderTest } from "./compiled.ts";
+import { checkLive, interrupted, runLive } from "./live.ts";
+import { flag, fmtMs, quantile, readyOf, requireRootLinux, runArgv, STATE_DIR, systemTool, table, tally, type Event } from "./support.ts";
 
 const TARGET = 0.99;
 
 const N = flag("--n", 100, 4, 250);
-const COMPILED = process.argv.includes("--compiled");
 
 const KINDS = ["curl", "bash", "python tcp", "python udp"] as const;
 type Kind = (typeof KINDS)[number];
@@ -143,9 +126,8 @@ async function main(): Promise<number> {
     return { kind, dst, argv: argvOf(kind, dst) };
   });
 
-  const compiled = COMPILED ? compiledProxywall(true) : null;
-  if (compiled && !compiled.pw) throw new Error(compiled.note ?? "no compiled proxywall");
-  const pw = compiled?.pw ?? FROM_SOURCE;
+  const chosen = proxywallUnderTest();
+  const pw = chosen.pw;
   const leftovers = new Leftovers();
   const ids = new Set<string>();
   const dir = mkdtempSync(join(tmpdir(), "proxywall-attribution-"));
@@ -160,7 +142,7 @@ async function main(): Promise<number> {
     const driver = join(dir, "driver.py");
     writeFileSync(driver, DRIVER_PY);
     console.error(`attribution: ${N} short-lived clients (${KINDS.join(", ")}) one after another through ${pw.name}; about ${Math.ceil(N / 10)} s`);
-    const { result: r } = await runLive(runArgvInPool(pw, LIVE_POOL, [python, driver, JSON.stringify({ clients, gap_ms: 10, budget_s: 300 })]), {
+    const { result: r } = await runLive(runArgv(pw, [python, driver, JSON.stringify({ clients, gap_ms: 10, budget_s: 300 })]), {
       deadlineMs: 420_000,
       onEvent: (e) => {
         if (e.event === "sandbox_ready") {
@@ -179,19 +161,16 @@ async function main(): Promise<number> {
         else if (o.k === "done") finished = true;
       },
     });
-    ready = r.events.find((e) => e.event === "sandbox_ready");
-    problems = liveProblems("proxywall run", r);
-    if (!finished) problems.push("the driver did not finish");
-    if (problems.length > 0 && r.diagnostics.length > 0) console.error(r.diagnostics.slice(-15).join("\n"));
+    ready = readyOf(r.events);
+    problems = checkLive("proxywall run", r, !!finished, "driver");
   } finally {
     rmSync(dir, { recursive: true, force: true });
-    compiled?.cleanup();
-    const left = cleanupOwn(leftovers, ids);
-    if (left.length > 0) problems.push(`LEFT BEHIND: ${left.join(", ")}`);
+    chosen.cleanup();
+    problems.push(...leftBehind(leftovers, ids));
   }
 
-  console.log(`kernel ${release()}; proxywall ${pw.name}, state dir ${STATE_DIR}, pool ${LIVE_POOL}`);
-  if (compiled?.note) console.log(compiled.note);
+  console.log(`kernel ${release()}; proxywall ${pw.name}, state dir ${STATE_DIR}`);
+  if (chosen.note) console.log(chosen.note);
   if (ready) console.log(`sandbox ${ready.sandbox}: backend ${ready.backend}, log ${ready.log}, monitor ${ready.monitor}, detection ${ready.detection}`);
   console.log(`clients: ${N}, kinds in turn, client i to 198.51.100.(i+1), 10 ms between one's exit and the next one's start`);
   console.log("");
@@ -222,11 +201,6 @@ async function main(): Promise<number> {
 
   const rows: string[][] = [["client", "runs", "right pid+exe", "unresolved", "wrong", "no line", "line source", "client ran ms (median)", "exit codes"]];
   const count = (rs: typeof results, v: Verdict | Verdict[]) => rs.filter((r) => (Array.isArray(v) ? v : [v]).includes(r.verdict)).length;
-  const tallyOf = (xs: string[]) => {
-    const m = new Map<string, number>();
-    for (const x of xs) m.set(x, (m.get(x) ?? 0) + 1);
-    return [...m].map(([k, n]) => `${k}:${n}`).join(",") || "-";
-  };
   for (const kind of [...KINDS, "all"] as const) {
     const rs = kind === "all" ? results : results.filter((r) => r.c.kind === kind);
     rows.push([
@@ -236,9 +210,9 @@ async function main(): Promise<number> {
       String(count(rs, "unresolved")),
       String(count(rs, ["wrong pid", "wrong exe"])),
       String(count(rs, ["no line", "no pid printed"])),
-      tallyOf(rs.filter((r) => r.line).map((r) => String(r.line!.source))),
+      tally(rs.filter((r) => r.line).map((r) => String(r.line!.source)), ","),
       fmtMs(quantile(rs.map((r) => r.c.ms), 0.5)),
-      tallyOf(rs.map((r) => String(r.c.rc))),
+      tally(rs.map((r) => String(r.c.rc)), ","),
     ]);
   }
   console.log(table(rows));

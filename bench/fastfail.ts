@@ -5,49 +5,46 @@
 //
 //   node_modules/.bin/bun bench/fastfail.ts [--n 50]
 //
-// Needs root. `proxywall run -- python3 WORKER` (state dir /run/proxywall-bench, pool
-// 10.203.0.0/16, proxy port 3203), so whatever a real run installs, hold chain and NFQUEUE
-// listener included, is what gets measured ("default"); then, where `run --monitor` exists, the same again with
-// `--monitor off` (the fence alone: nothing listens on the hold queue, so "queue ... bypass"
-// passes each SYN straight on to the reject), to separate the fence from the hold's cost.
+// Needs root. `proxywall run -- python3 WORKER` (state dir /run/proxywall-bench), so whatever a
+// real run installs, hold chain and NFQUEUE listener included, is what gets measured ("default");
+// then the same again with `--monitor off` (the fence alone: nothing listens on the hold queue, so
+// "queue ... bypass" passes each SYN straight on to the reject), to separate the fence from the
+// hold's cost.
 // Inside each sandbox the worker (root in the namespace):
 //   1. times N attempts per client and family under the untouched fence;
-//   2. rewrites the fence's TCP rejects to ICMP port-unreachable with the backend the run used
-//      (iptables-save | iptables-restore, or nft list table | nft -f), and times the same clients
-//      again: at least 5 and at most N attempts, stopping after 5 once a client has used 2.5 s
+//   2. rewrites the fence's TCP rejects to ICMP port-unreachable with the tool the run used
+//      (iptables[-legacy]-save | iptables[-legacy]-restore, or nft list table | nft -f), and times
+//      the same clients again: at least 5 and at most N attempts, stopping after 5 once a client has used 2.5 s
 //      (blocking and IPv6 clients take about a second each there).
 // Clients: python blocking (socket.create_connection, no timeout), python non-blocking
 // (connect_ex + poll + SO_ERROR), node net.connect, bash /dev/tcp; python and node time each
 // attempt in-process (perf_counter / hrtime), bash with $EPOCHREALTIME around the redirection,
-// so no process start is in any figure. Each client alternates two destinations: IPv4 the host
-// side :9 and 198.51.100.7:443, IPv6 the host side :9 and :443. All are refused inside the
-// namespace; nothing leaves it. Attempts are paced 20 ms apart (not timed), so none exceeds the
+// so no process start is in any figure. Each client alternates two destinations: IPv4
+// 198.51.100.7:443 and 203.0.113.9:9, IPv6 [2001:db8::7]:443 and [2001:db8::9]:9 (the sandbox has
+// no host side to aim at: its only way out is the proxy's door on its own loopback, which the
+// fence lets through). All are refused inside the namespace; nothing leaves it. Attempts are paced 20 ms apart (not timed), so none exceeds the
 // 100/s limit of the hold and log rules and every attempt takes the same path through the fence.
 // Every attempt has a 5 s deadline (SIGALRM for the blocking one), every series a bound.
 //
 // Prints a table and whether the issue's target (median at most 5 ms for every client under
 // proxywall's fence) is met; never fails on a figure. Exit 0 unless the benchmark itself broke.
-import { mkdtempSync, rmSync, writeFileSync, chmodSync, existsSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync, chmodSync } from "node:fs";
 import { tmpdir, release } from "node:os";
 import { join } from "node:path";
-import { cleanupOwn, fmtMs, fmtRatio, FROM_SOURCE, Leftovers, POOL, quantile, requireRootLinux, ROOT, runArgv, runWithDeadline, STATE_DIR, table, type Event, type RunResult } from "./support.ts";
+import { cleanupOwn, Leftovers } from "./cleanup.ts";
+import { flag, fmtMs, fmtRatio, FROM_SOURCE, quantile, readyOf, requireRootLinux, runArgv, runWithDeadline, STATE_DIR, systemTool, table, tally, type Event, type RunResult } from "./support.ts";
 
 const TARGET_MEDIAN_MS = 5;
 const RUN_DEADLINE_MS = 10 * 60_000;
+/** Where each client's attempts go, in turn: addresses the sandbox rejects (documentation ranges). */
+const TARGETS = { 4: [["198.51.100.7", 443], ["203.0.113.9", 9]], 6: [["2001:db8::7", 443], ["2001:db8::9", 9]] };
 
-function flag(name: string, fallback: number, max: number): number {
-  const i = process.argv.indexOf(name);
-  if (i === -1) return fallback;
-  const n = Number(process.argv[i + 1]);
-  if (!Number.isInteger(n) || n < 5 || n > max) throw new Error(`${name} needs a whole number from 5 to ${max}`);
-  return n;
-}
-const N = flag("--n", 50, 500);
+const N = flag("--n", 50, 5, 500);
 
 // ---- the worker, run as CMD inside the sandbox ---------------------------------------------------
 
 const WORKER_PY = String.raw`
-import json, os, select, shutil, signal, socket, struct, subprocess, sys, tempfile, time, errno as E
+import json, os, select, shutil, signal, socket, subprocess, sys, tempfile, time, errno as E
 
 CFG = json.loads(sys.argv[1])
 TMO = CFG["timeout_s"]; PACE = CFG["pace_s"]
@@ -58,24 +55,7 @@ def tool(name):
             return p
     return None
 
-def gateways():
-    v4 = v6 = None
-    with open("/proc/net/route") as f:
-        for line in f.readlines()[1:]:
-            x = line.split()
-            if len(x) >= 8 and x[1] == "00000000" and x[7] == "00000000" and x[2] != "00000000":
-                v4 = socket.inet_ntoa(struct.pack("<I", int(x[2], 16)))
-    with open("/proc/net/ipv6_route") as f:
-        for line in f:
-            x = line.split()
-            if x[0] == "0" * 32 and x[1] == "00" and x[4] != "0" * 32:
-                v6 = socket.inet_ntop(socket.AF_INET6, bytes.fromhex(x[4]))
-    return v4, v6
-
-H4, H6 = gateways()
-if not H4 or not H6:
-    sys.exit("worker: no IPv4 or IPv6 default route in the sandbox")
-TARGETS = {4: [(H4, 9), ("198.51.100.7", 443)], 6: [(H6, 9), (H6, 443)]}
+TARGETS = {int(k): [tuple(t) for t in v] for k, v in CFG["targets"].items()}
 AF = {4: socket.AF_INET, 6: socket.AF_INET6}
 
 def ename(n):
@@ -180,18 +160,28 @@ CLIENTS = [
 def run(cmd, stdin=None):
     return subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=60)
 
-NFT, IPT, IP6T = tool("nft"), tool("iptables"), tool("ip6tables")
-IPT_SAVE, IPT_RESTORE = tool("iptables-save"), tool("iptables-restore")
-IP6T_SAVE, IP6T_RESTORE = tool("ip6tables-save"), tool("ip6tables-restore")
+NFT = tool("nft")
+
+def xtables(flavour):
+    """iptables, ip6tables and their -save/-restore: the legacy build's or the system's."""
+    names = ("iptables", "ip6tables", "iptables-save", "iptables-restore", "ip6tables-save", "ip6tables-restore")
+    found = [tool(n.replace("tables", "tables" + flavour, 1)) for n in names]
+    return found if all(found) else None
 
 def backend():
+    """Which tool holds the fence: nft, or either build of x_tables (proxywall prefers the legacy
+    one where the kernel has it), told by whose save shows the tcp-reset reject."""
     if NFT and run([NFT, "list", "table", "inet", "proxywall"]).returncode == 0:
-        return "nft"
-    if IPT_SAVE and "tcp-reset" in run([IPT_SAVE]).stdout:
-        return "iptables"
-    return None
+        return "nft", None
+    for flavour in ("-legacy", ""):
+        x = xtables(flavour)
+        if x and "tcp-reset" in run([x[2]]).stdout:
+            return "iptables" + flavour, x
+    return None, None
 
-BACKEND = backend()
+BACKEND, XT = backend()
+if XT:
+    IPT, IP6T, IPT_SAVE, IPT_RESTORE, IP6T_SAVE, IP6T_RESTORE = XT
 
 def tcp_rejects():
     """Packets the fence's TCP reject rules have matched so far (both families)."""
@@ -201,7 +191,7 @@ def tcp_rejects():
             if "l4proto tcp" in l and "reject" in l and "counter packets" in l:
                 total += int(l.split("counter packets", 1)[1].split()[0])
         return total
-    if BACKEND == "iptables":
+    if XT:
         for t in (IPT, IP6T):
             for l in run([t, "-w", "5", "-t", "filter", "-L", "OUTPUT", "-n", "-v", "-x"]).stdout.splitlines()[2:]:
                 x = l.split()
@@ -212,7 +202,7 @@ def tcp_rejects():
 
 def to_icmp():
     """Rewrites every TCP reject of the installed fence to ICMP port-unreachable; returns what ran."""
-    if BACKEND == "iptables":
+    if XT:
         done = []
         for save, restore, icmp in ((IPT_SAVE, IPT_RESTORE, "icmp-port-unreachable"), (IP6T_SAVE, IP6T_RESTORE, "icmp6-port-unreachable")):
             text = run([save]).stdout
@@ -255,7 +245,7 @@ def measure(rule, n, min_n, budget, hard):
                               "ms": [s[0] for s in samples], "res": [s[1] for s in samples],
                               "rejects": None if c0 is None or c1 is None else c1 - c0}), flush=True)
 
-print(json.dumps({"kind": "info", "backend": BACKEND, "host_ipv4": H4, "host_ipv6": H6,
+print(json.dumps({"kind": "info", "backend": BACKEND,
                   "targets": {f"ipv{k}": [f"{h}:{p}" if k == 4 else f"[{h}]:{p}" for h, p in v] for k, v in TARGETS.items()}}), flush=True)
 N = CFG["n"]
 measure("tcp-reset", N, N, 1e9, 120)
@@ -320,7 +310,7 @@ for (( i = 0; i < n; i++ )); do
 done
 `;
 
-// ---- the host side --------------------------------------------------------------------------------
+// ---- the benchmark's side -------------------------------------------------------------------------
 
 interface Series {
   kind: "series";
@@ -330,17 +320,6 @@ interface Series {
   ms: number[];
   res: string[];
   rejects: number | null;
-}
-
-function which(name: string, dirs = ["/usr/bin", "/bin", "/usr/local/bin"]): string | null {
-  for (const d of dirs) if (existsSync(`${d}/${name}`)) return `${d}/${name}`;
-  return Bun.which(name);
-}
-
-function tally(res: readonly string[]): string {
-  const c = new Map<string, number>();
-  for (const r of res) c.set(r, (c.get(r) ?? 0) + 1);
-  return [...c].map(([k, n]) => (c.size === 1 ? k : `${k}:${n}`)).join(",");
 }
 
 interface RunData {
@@ -365,7 +344,7 @@ async function oneRun(label: string, extra: readonly string[], python: string, w
   return {
     label,
     result,
-    ready: result.events.find((e) => e.event === "sandbox_ready"),
+    ready: readyOf(result.events),
     closed: result.events.find((e) => e.event === "sandbox_closed"),
     info: lines.find((l) => l.kind === "info"),
     icmp: lines.find((l) => l.kind === "icmp"),
@@ -374,59 +353,9 @@ async function oneRun(label: string, extra: readonly string[], python: string, w
   };
 }
 
-/** Whether this proxywall has `run --monitor` (to measure the fence alone, without the hold's listener). */
-function hasMonitorOption(): boolean {
-  const p = Bun.spawnSync([...FROM_SOURCE.argv, "run", "--help"], { cwd: ROOT, stdout: "pipe", stderr: "pipe", timeout: 30_000 });
-  return (p.stdout.toString() + p.stderr.toString()).includes("--monitor");
-}
-
-async function main(): Promise<number> {
-  requireRootLinux("fastfail");
-  // The system python, not a pyenv shim: its start-up is outside the figures either way.
-  const python = which("python3");
-  const node = which("node");
-  const bash = which("bash");
-  if (!python || !node || !bash) {
-    console.error(`fastfail: needs python3, node and bash (found: python3=${python}, node=${node}, bash=${bash})`);
-    return 2;
-  }
-  // The real run as a user gets it; then, where the option exists, the fence alone (nothing
-  // listens on the hold queue, so "queue ... bypass" sends each SYN straight on to the reject).
-  const runs: { label: string; extra: string[] }[] = [{ label: "default", extra: [] }];
-  if (hasMonitorOption()) runs.push({ label: "monitor off", extra: ["--monitor", "off"] });
-
-  const leftovers = new Leftovers();
-  const dir = mkdtempSync(join(tmpdir(), "proxywall-fastfail-"));
-  const data: RunData[] = [];
-  try {
-    chmodSync(dir, 0o755);
-    const files = { worker: join(dir, "worker.py"), node_script: join(dir, "client.js"), bash_script: join(dir, "client.sh") };
-    writeFileSync(files.worker, WORKER_PY);
-    writeFileSync(files.node_script, NODE_JS);
-    writeFileSync(files.bash_script, BASH_SH);
-    const cfg = { n: N, timeout_s: 5, pace_s: 0.02, node, bash, node_script: files.node_script, bash_script: files.bash_script };
-    console.error(`fastfail: ${runs.length} proxywall run(s) (${runs.map((r) => r.label).join(", ")}), ${N} attempts per client and family under each fence (ICMP: at least 5); about a minute each`);
-    for (const r of runs) {
-      // A sandbox that could not be built (exit 3, before CMD ran) is tried again, at most 3 times
-      // (another checkout's sandbox in the same slot number has the same IPv6 host address).
-      let d = await oneRun(r.label, r.extra, python, files.worker, cfg, leftovers);
-      for (let attempt = 2; attempt <= 3 && d.result.code === 3 && !d.ready; attempt++) {
-        const why = d.result.stderr.split("\n").filter((l) => l.startsWith("proxywall: error")).slice(-1)[0] ?? "";
-        console.error(`fastfail: run "${r.label}" could not build its sandbox (${why}); trying again in 2 s (${attempt}/3)`);
-        await Bun.sleep(2000);
-        d = await oneRun(r.label, r.extra, python, files.worker, cfg, leftovers);
-      }
-      data.push(d);
-      if (!d.complete) break;
-    }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-    // Other benchmarks may have live sandboxes in the same state directory: report only ours.
-    const left = cleanupOwn(leftovers, leftovers.ids(), POOL);
-    if (left.length > 0) console.error(`fastfail: LEFT BEHIND: ${left.join(", ")}`);
-  }
-
-  console.log(`kernel ${release()}; proxywall run from source (bun src/main.ts), state dir ${STATE_DIR}, pool ${POOL}`);
+/** The table of every series, side by side per client and family, and the verdict on the target. */
+function printResults(data: RunData[]): void {
+  console.log(`kernel ${release()}; proxywall run from source (bun src/main.ts), state dir ${STATE_DIR}`);
   for (const d of data) {
     const r = d.ready;
     console.log(
@@ -456,7 +385,7 @@ async function main(): Promise<number> {
           fmtMs(med),
           fmtMs(quantile(s.ms, 0.99)),
           s.rejects === null || s.ms.length === 0 ? "-" : (s.rejects / s.ms.length).toFixed(2),
-          tally(s.res),
+          tally(s.res, ","),
           s.rule === "icmp" ? fmtRatio(med / resetMedian) : "",
         ]);
       }
@@ -467,15 +396,58 @@ async function main(): Promise<number> {
   console.log("p99 is nearest-rank: with 50 attempts it is the slowest one, with 5 the slowest of 5.");
   console.log("rejects/try: packets the fence's TCP reject rules matched per attempt (2 = the SYN was retransmitted once).");
 
-  const main = data[0];
-  const reset = main?.series.filter((s) => s.rule === "tcp-reset") ?? [];
+  const first = data[0];
+  const reset = first?.series.filter((s) => s.rule === "tcp-reset") ?? [];
   const slow = reset.filter((s) => !(quantile(s.ms, 0.5) <= TARGET_MEDIAN_MS));
   if (reset.length > 0) {
-    const what = `target (median <= ${TARGET_MEDIAN_MS} ms for every client under proxywall's fence, run "${main!.label}")`;
+    const what = `target (median <= ${TARGET_MEDIAN_MS} ms for every client under proxywall's fence, run "${first!.label}")`;
     console.log(slow.length === 0 ? `${what}: met by all ${reset.length} client/family pairs` : `${what}: NOT met by ${slow.map((s) => `${s.client} ${s.family} (${fmtMs(quantile(s.ms, 0.5))} ms)`).join(", ")}`);
   }
-  const notRefused = data.flatMap((d) => d.series.filter((s) => s.res.some((r) => r !== "ECONNREFUSED")).map((s) => `${s.client} ${s.family} ${d.label} ${s.rule} (${tally(s.res)})`));
+  const notRefused = data.flatMap((d) => d.series.filter((s) => s.res.some((r) => r !== "ECONNREFUSED")).map((s) => `${s.client} ${s.family} ${d.label} ${s.rule} (${tally(s.res, ",")})`));
   if (notRefused.length > 0) console.log(`note: not every attempt ended in ECONNREFUSED: ${notRefused.join("; ")}`);
+}
+
+async function main(): Promise<number> {
+  requireRootLinux("fastfail");
+  // The system python, not a pyenv shim: its start-up is outside the figures either way.
+  const python = systemTool("python3");
+  const node = systemTool("node");
+  const bash = systemTool("bash");
+  if (!python || !node || !bash) {
+    console.error(`fastfail: needs python3, node and bash (found: python3=${python}, node=${node}, bash=${bash})`);
+    return 2;
+  }
+  // The real run as a user gets it; then the fence alone (nothing listens on the hold queue, so
+  // "queue ... bypass" sends each SYN straight on to the reject).
+  const runs = [
+    { label: "default", extra: [] },
+    { label: "monitor off", extra: ["--monitor", "off"] },
+  ];
+
+  const leftovers = new Leftovers();
+  const dir = mkdtempSync(join(tmpdir(), "proxywall-fastfail-"));
+  const data: RunData[] = [];
+  try {
+    chmodSync(dir, 0o755);
+    const files = { worker: join(dir, "worker.py"), node_script: join(dir, "client.js"), bash_script: join(dir, "client.sh") };
+    writeFileSync(files.worker, WORKER_PY);
+    writeFileSync(files.node_script, NODE_JS);
+    writeFileSync(files.bash_script, BASH_SH);
+    const cfg = { n: N, timeout_s: 5, pace_s: 0.02, targets: TARGETS, node, bash, node_script: files.node_script, bash_script: files.bash_script };
+    console.error(`fastfail: ${runs.length} proxywall run(s) (${runs.map((r) => r.label).join(", ")}), ${N} attempts per client and family under each fence (ICMP: at least 5); about a minute each`);
+    for (const r of runs) {
+      const d = await oneRun(r.label, r.extra, python, files.worker, cfg, leftovers);
+      data.push(d);
+      if (!d.complete) break;
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    // Other benchmarks may have live sandboxes in the same state directory: report only ours.
+    const left = cleanupOwn(leftovers);
+    if (left.length > 0) console.error(`fastfail: LEFT BEHIND: ${left.join(", ")}`);
+  }
+
+  printResults(data);
 
   const problems: string[] = [];
   for (const d of data) {

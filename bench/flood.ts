@@ -5,12 +5,13 @@
 //   node_modules/.bin/bun bench/flood.ts [--rate 10000] [--secs 10] [--workers 4] [--nice 10]
 //                                        [--compiled | --source-only] [--keep-events PATH]
 //
-// Needs root. Runs `proxywall run --summary-interval 2 --state-dir /run/proxywall-bench --pool
-// 10.205.0.0/16 -- python3 DRIVER` from source (bun src/main.ts), and then the same with the
-// compiled dist/proxywall-linux-x64 where that exists and has this `run` (--compiled builds it
-// when it is missing, or a fresh one into a temporary directory when dist's is stale;
-// --source-only skips it), and prints the two side by side. Events on stderr, read as they
-// arrive; --keep-events PATH appends each, with its arrival time, to PATH for a closer look.
+// Needs root. Runs `proxywall run --summary-interval 2 --state-dir /run/proxywall-bench -- python3
+// DRIVER` from source (bun src/main.ts), and then the same with the compiled
+// dist/proxywall-linux-x64 where that is newer than src/ (--compiled builds one otherwise, into a
+// temporary directory when dist's is stale; --source-only skips it), and prints the two side by
+// side. Both run inside a namespace the benchmark makes (bench/own-netns.ts: `nsenter --net`), so
+// that what the proxy connects to is a listener of the benchmark's, and nothing else. Events on
+// stderr, read as they arrive; --keep-events PATH appends each, with its arrival time, to PATH.
 //
 // Inside the sandbox (CMD, root in the namespace) the driver
 //   1. reads the fence's reject counters itself (iptables-save -c / nft -j list), as a baseline;
@@ -24,10 +25,10 @@
 //      The workers run at nice 10 (--nice N to change; 0 for none), so that on a small machine
 //      what the requests below measure is proxywall, not the request client waiting for a CPU;
 //      the workers still get every CPU cycle nobody else wants.
-//   4. meanwhile, every 500 ms, starts a GET of http://HOST:PORT/ through the built-in proxy
-//      (HTTP_PROXY), each in a thread of its own (so a slow one does not delay the next), where
-//      HOST is its default route (the host side of the sandbox) and PORT a Bun.serve the
-//      benchmark runs on 0.0.0.0 (port 0), and times it (10 s timeout);
+//   4. meanwhile, every 500 ms, starts a GET of http://10.203.255.1:8080/ through the built-in
+//      proxy (HTTP_PROXY, the door on the sandbox's own loopback), each in a thread of its own (so
+//      a slow one does not delay the next), and times it (10 s timeout); the address is the
+//      benchmark's listener in proxywall's own namespace, which the sandbox reaches only that way;
 //   5. after the flood, settles for 2 s (four more requests), reads the counters and the kernel's
 //      NFQUEUE statistics (/proc/net/netfilter/nfnetlink_queue: SYNs dropped from a full queue,
 //      SYNs still waiting for proxywall's verdict) again and exits.
@@ -50,29 +51,11 @@
 import { appendFileSync, chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, release, tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  cleanupOwn,
-  compiledProxywall,
-  flag,
-  fmtMs,
-  FROM_SOURCE,
-  interrupted,
-  Leftovers,
-  liveProblems,
-  LIVE_POOL,
-  namespacesNote,
-  quantile,
-  requireRootLinux,
-  runArgvInPool,
-  runLive,
-  STATE_DIR,
-  systemTool,
-  table,
-  wallMs,
-  type Event,
-  type LiveResult,
-  type Proxywall,
-} from "./support.ts";
+import { leftBehind, Leftovers, namespacesNote } from "./cleanup.ts";
+import { compiledProxywall } from "./compiled.ts";
+import { checkLive, interrupted, runLive, type LiveResult } from "./live.ts";
+import { startOwnNetns, type OwnNetns } from "./own-netns.ts";
+import { flag, fmtMs, FROM_SOURCE, quantile, requireRootLinux, runArgv, STATE_DIR, systemTool, table, wallMs, type Event, type Proxywall } from "./support.ts";
 
 const TARGET_GROWTH = 0.1;
 const LOG_RATE = 100;
@@ -159,7 +142,7 @@ print(json.dumps({"id": WID, "secs": secs, "made": made, "res": res}), flush=Tru
 `;
 
 const DRIVER_PY = String.raw`
-import errno, json, os, socket, struct, subprocess, sys, threading, time, urllib.request
+import errno, json, os, socket, subprocess, sys, threading, time, urllib.request
 
 CFG = json.loads(sys.argv[1])
 
@@ -169,14 +152,6 @@ def out(**o):
     with LOCK:
         sys.stdout.write(json.dumps(o) + "\n")
         sys.stdout.flush()
-
-def gateway():
-    with open("/proc/net/route") as f:
-        for line in f.readlines()[1:]:
-            x = line.split()
-            if len(x) >= 8 and x[1] == "00000000" and x[7] == "00000000" and x[2] != "00000000":
-                return socket.inet_ntoa(struct.pack("<I", int(x[2], 16)))
-    return None
 
 def tool(name):
     for d in ("/usr/sbin/", "/sbin/", "/usr/bin/", "/bin/"):
@@ -201,8 +176,18 @@ def counters():
                     if kind and "counter" in e:
                         t[kind] += e["counter"]["packets"]
             return t
+    # x_tables: the legacy build's tools first (proxywall prefers them where the kernel has
+    # legacy ip_tables), else the system's; the ones whose save shows the fence's chain rules.
+    for flavour in ("-legacy", ""):
+        t = xtables_counters("iptables%s-save" % flavour, "ip6tables%s-save" % flavour)
+        if t is not None:
+            return t
+    return None
+
+def xtables_counters(*saves):
     t = {"tcp": 0, "udp": 0, "other": 0}
-    for save in ("iptables-save", "ip6tables-save"):
+    seen = False
+    for save in saves:
         p = tool(save)
         if not p:
             return None
@@ -220,10 +205,10 @@ def counters():
                     t["udp"] += n
             elif rule == "-A OUTPUT -j DROP":
                 t["other"] += n
-    return t
+            seen = True
+    return t if seen else None
 
-HOST = gateway()
-URL = "http://%s:%d/flood-probe" % (HOST, CFG["port"])
+URL = CFG["url"] + "flood-probe"
 opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": os.environ.get("http_proxy", "")}))
 
 def probe(phase):
@@ -270,7 +255,7 @@ def queue_stats():
         return None
 
 base = counters()
-out(k="phase", name="warmup", host=HOST, counters=base, queue=queue_stats())
+out(k="phase", name="warmup", url=URL, counters=base, queue=queue_stats())
 warm = attempts(CFG["warmup_attempts"])
 probe("warmup")
 time.sleep(0.2)
@@ -313,7 +298,7 @@ out(k="phase", name="settled", counters=after, warm=warm, queue=queue_stats())
 out(k="done")
 `;
 
-// ---- the host side ------------------------------------------------------------------------------
+// ---- the benchmark's side -----------------------------------------------------------------------
 
 interface Sample {
   at: number;
@@ -368,7 +353,7 @@ function readProc(pid: number): { rssKb: number; cpuTicks: number } | null {
   }
 }
 
-async function floodRun(pw: Proxywall, python: string, driver: string, worker: string, port: number, serverHits: () => number, leftovers: Leftovers, ids: Set<string>): Promise<FloodRun> {
+async function floodRun(pw: Proxywall, python: string, driver: string, worker: string, own: OwnNetns, leftovers: Leftovers, ids: Set<string>): Promise<FloodRun> {
   const samples: Sample[] = [];
   const phases = new Map<string, { at: number; o: Record<string, unknown> }>();
   const probes: Probe[] = [];
@@ -384,12 +369,12 @@ async function floodRun(pw: Proxywall, python: string, driver: string, worker: s
     const p = readProc(pid);
     if (p) samples.push({ at: wallMs(), ...p, ...(phase ? { phase } : {}) });
   };
-  const hits0 = serverHits();
+  const hits0 = own.hits();
   const sampler = setInterval(() => sample(), 250);
-  const cfg = { port, rate: RATE, secs: SECS, workers: WORKERS, worker, warmup_attempts: WARMUP_ATTEMPTS, nice: NICE, probe_timeout_s: PROBE_TIMEOUT_S };
+  const cfg = { url: own.url, rate: RATE, secs: SECS, workers: WORKERS, worker, warmup_attempts: WARMUP_ATTEMPTS, nice: NICE, probe_timeout_s: PROBE_TIMEOUT_S };
   try {
     const { result } = await runLive(
-      runArgvInPool(pw, LIVE_POOL, [python, driver, JSON.stringify(cfg)], ["--summary-interval", String(SUMMARY_INTERVAL_S), "--log-rate", String(LOG_RATE)]),
+      runArgv(own.wrap(pw), [python, driver, JSON.stringify(cfg)], ["--summary-interval", String(SUMMARY_INTERVAL_S), "--log-rate", String(LOG_RATE), ...own.allowArgs(pw)]),
       {
         deadlineMs: (SECS + 90) * 1000,
         onStart: (run) => {
@@ -437,7 +422,7 @@ async function floodRun(pw: Proxywall, python: string, driver: string, worker: s
         },
       },
     );
-    return { pw, result, samples, phases, probes, workers, done, detect, totals, summaries, proxyEvents, serverHits: serverHits() - hits0 };
+    return { pw, result, samples, phases, probes, workers, done, detect, totals, summaries, proxyEvents, serverHits: own.hits() - hits0 };
   } finally {
     clearInterval(sampler);
   }
@@ -516,14 +501,14 @@ async function main(): Promise<number> {
   const compiled = SOURCE_ONLY ? null : compiledProxywall(COMPILED);
   if (compiled?.pw) builds.push(compiled.pw);
 
-  let hits = 0;
-  const server = Bun.serve({ hostname: "0.0.0.0", port: 0, fetch: () => (hits++, new Response("ok\n")) });
   const leftovers = new Leftovers();
   const ids = new Set<string>();
   const dir = mkdtempSync(join(tmpdir(), "proxywall-flood-"));
   const runs: FloodRun[] = [];
   const problems: string[] = [];
+  let own: OwnNetns | null = null;
   try {
+    own = await startOwnNetns(python, leftovers);
     chmodSync(dir, 0o755);
     const driver = join(dir, "driver.py");
     const worker = join(dir, "worker.py");
@@ -532,23 +517,20 @@ async function main(): Promise<number> {
     for (const pw of builds) {
       if (interrupted()) break;
       console.error(`flood: ${pw.name}: ${WORKERS} workers, ${RATE} attempts/s for ${SECS} s; about ${SECS + 8} s`);
-      const r = await floodRun(pw, python, driver, worker, server.port!, () => hits, leftovers, ids);
-      const p = liveProblems(`run ${pw.name}`, r.result);
-      if (!r.done) p.push(`run ${pw.name}: the driver did not finish`);
+      const r = await floodRun(pw, python, driver, worker, own, leftovers, ids);
+      const p = checkLive(`run ${pw.name}`, r.result, r.done, "driver");
       if (r.workers.length !== WORKERS) p.push(`run ${pw.name}: ${r.workers.length} of ${WORKERS} workers reported`);
-      if (p.length > 0 && r.result.diagnostics.length > 0) console.error(r.result.diagnostics.slice(-15).join("\n"));
       problems.push(...p);
       if (p.length === 0) runs.push(r);
     }
   } finally {
-    server.stop(true);
+    if (own) problems.push(...(await own.close()));
     rmSync(dir, { recursive: true, force: true });
     compiled?.cleanup();
-    const left = cleanupOwn(leftovers, ids);
-    if (left.length > 0) problems.push(`LEFT BEHIND: ${left.join(", ")}`);
+    problems.push(...leftBehind(leftovers, ids));
   }
 
-  console.log(`kernel ${release()}, ${cpus().length} CPUs; state dir ${STATE_DIR}, pool ${LIVE_POOL}; run --summary-interval ${SUMMARY_INTERVAL_S} --log-rate ${LOG_RATE}`);
+  console.log(`kernel ${release()}, ${cpus().length} CPUs; state dir ${STATE_DIR}; proxywall in ${own?.name} (nsenter --net), requests to ${own?.url}; run --summary-interval ${SUMMARY_INTERVAL_S} --log-rate ${LOG_RATE}`);
   console.log(
     `flood: ${WORKERS} python3 workers (nice ${NICE}), ${RATE} attempts/s asked (${RATE / WORKERS}/s each, half TCP connect, half UDP sendto), ${SECS} s, to 198.51.100.0/24 and 203.0.113.0/24 :443`,
   );

@@ -4,9 +4,9 @@
 //
 //   node_modules/.bin/bun bench/latency.ts [--n 200] [--pace-ms 10] [--compiled]
 //
-// Needs root. One `proxywall run --state-dir /run/proxywall-bench --pool 10.205.0.0/16 -- python3
-// WORKER`, events on stderr, which the benchmark reads as a stream and stamps each line with its
-// arrival time (performance.timeOrigin + performance.now(): CLOCK_REALTIME with sub-ms precision).
+// Needs root. One `proxywall run --state-dir /run/proxywall-bench -- python3 WORKER`, events on
+// stderr, which the benchmark reads as a stream and stamps each line with its arrival time
+// (performance.timeOrigin + performance.now(): CLOCK_REALTIME with sub-ms precision).
 // The worker (root inside the namespace) makes N TCP and N UDP attempts, interleaved, one at a time
 // and paced --pace-ms apart (default 10 ms: 50 attempts/s per protocol, under the 100/s log and
 // hold limit with its burst of 200, so no attempt is rate-limited away):
@@ -28,26 +28,10 @@
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { release, tmpdir } from "node:os";
 import { join } from "node:path";
-import {
-  cleanupOwn,
-  compiledProxywall,
-  flag,
-  fmtMs,
-  FROM_SOURCE,
-  interrupted,
-  Leftovers,
-  liveProblems,
-  LIVE_POOL,
-  namespacesNote,
-  quantile,
-  requireRootLinux,
-  runArgvInPool,
-  runLive,
-  STATE_DIR,
-  systemTool,
-  table,
-  type Event,
-} from "./support.ts";
+import { leftBehind, Leftovers, namespacesNote } from "./cleanup.ts";
+import { proxywallUnderTest } from "./compiled.ts";
+import { checkLive, interrupted, runLive } from "./live.ts";
+import { flag, fmtMs, quantile, readyOf, requireRootLinux, runArgv, STATE_DIR, systemTool, table, tally, type Event } from "./support.ts";
 
 const TARGET_P99_MS = 20;
 const DST = "198.51.100.7";
@@ -59,7 +43,6 @@ const UDP_LINGER_MS = 20;
 
 const N = flag("--n", 200, 10, 1000);
 const PACE_MS = flag("--pace-ms", 10, 5, 1000);
-const COMPILED = process.argv.includes("--compiled");
 
 const WORKER_PY = String.raw`
 import errno, json, select, socket, sys, time
@@ -156,12 +139,6 @@ function stats(values: number[]) {
   };
 }
 
-function tally(items: readonly string[]): string {
-  const c = new Map<string, number>();
-  for (const r of items) c.set(r, (c.get(r) ?? 0) + 1);
-  return [...c].map(([k, n]) => `${k}:${n}`).join(", ") || "-";
-}
-
 async function main(): Promise<number> {
   requireRootLinux("latency");
   const python = systemTool("python3");
@@ -169,9 +146,8 @@ async function main(): Promise<number> {
     console.error("latency: needs python3");
     return 2;
   }
-  const compiled = COMPILED ? compiledProxywall(true) : null;
-  if (compiled && !compiled.pw) throw new Error(compiled.note ?? "no compiled proxywall");
-  const pw = compiled?.pw ?? FROM_SOURCE;
+  const chosen = proxywallUnderTest();
+  const pw = chosen.pw;
   const leftovers = new Leftovers();
   const ids = new Set<string>();
   const dir = mkdtempSync(join(tmpdir(), "proxywall-latency-"));
@@ -188,7 +164,7 @@ async function main(): Promise<number> {
     writeFileSync(worker, WORKER_PY);
     const cfg = { n: N, pace_ms: PACE_MS, dst: DST, dst_port: DST_PORT, tcp_base: TCP_BASE_PORT, udp_base: UDP_BASE_PORT, udp_linger_ms: UDP_LINGER_MS, budget_s: 120 };
     console.error(`latency: ${N} TCP + ${N} UDP attempts, ${PACE_MS} ms apart, through ${pw.name}; about ${Math.ceil((2 * N * (PACE_MS + 1)) / 1000) + 3} s`);
-    const { result: r } = await runLive(runArgvInPool(pw, LIVE_POOL, [python, worker, JSON.stringify(cfg)]), {
+    const { result: r } = await runLive(runArgv(pw, [python, worker, JSON.stringify(cfg)]), {
       deadlineMs: 180_000,
       onEvent: (e, at) => {
         if (e.event === "sandbox_ready") {
@@ -212,19 +188,16 @@ async function main(): Promise<number> {
         else if (o.k === "done") finished = { made: o.made as number };
       },
     });
-    ready = r.events.find((e) => e.event === "sandbox_ready");
-    problems = liveProblems("proxywall run", r);
-    if (!finished) problems.push("the worker did not finish");
-    if (problems.length > 0 && r.diagnostics.length > 0) console.error(r.diagnostics.slice(-15).join("\n"));
+    ready = readyOf(r.events);
+    problems = checkLive("proxywall run", r, !!finished, "worker");
   } finally {
     rmSync(dir, { recursive: true, force: true });
-    compiled?.cleanup();
-    const left = cleanupOwn(leftovers, ids);
-    if (left.length > 0) problems.push(`LEFT BEHIND: ${left.join(", ")}`);
+    chosen.cleanup();
+    problems.push(...leftBehind(leftovers, ids));
   }
 
-  console.log(`kernel ${release()}; proxywall ${pw.name}, state dir ${STATE_DIR}, pool ${LIVE_POOL}`);
-  if (compiled?.note) console.log(compiled.note);
+  console.log(`kernel ${release()}; proxywall ${pw.name}, state dir ${STATE_DIR}`);
+  if (chosen.note) console.log(chosen.note);
   if (ready) {
     console.log(`sandbox ${ready.sandbox}: backend ${ready.backend}, log ${ready.log}, monitor ${ready.monitor}, detection ${ready.detection}, setup_ms ${ready.setup_ms}`);
   }
