@@ -4,6 +4,7 @@
 import type { ArgsDef } from "citty";
 import * as v from "valibot";
 import { intOption } from "./argv.ts";
+import { EventFormatOption } from "../events/formats/index.ts";
 
 export const fenceArgs = {
   backend: { type: "string", description: "firewall tool: nft, or iptables (iptables-restore + ip6tables-restore); default: nft, or iptables where nft is missing or lacks a feature the plan needs", valueHint: "nft|iptables" },
@@ -27,17 +28,22 @@ export function fenceInput(args: Record<string, unknown>) {
 }
 
 
-/** Where the event lines go, and how often summaries come (`run` and `monitor`). */
+/** How each event line is written (`run`, `monitor`, `parse`, `schema`). */
+export const eventFormatArg = { type: "string", description: "json (proxywall's own lines), ocsf (OCSF 1.8.0) or ecs (Elastic Common Schema)", default: "json", valueHint: "json|ocsf|ecs" } as const;
+
+/** Where the event lines go, in which format, and how often summaries come (`run` and `monitor`). */
 export const watchArgs = {
   events: { type: "string", description: "where JSON event lines go: a file (appended) or fd:N (default: run stderr, monitor stdout)", valueHint: "PATH|fd:N" },
   "summary-interval": { type: "string", description: "seconds between bypass_summary lines (0: only at exit)", default: "10" },
+  "event-format": eventFormatArg,
 } as const satisfies ArgsDef;
 
 export const WatchOptions = v.object({
   events: v.optional(v.pipe(v.string(), v.minLength(1, "must not be empty"), v.maxLength(4096, "is too long"))),
   summaryInterval: intOption(0, 86400),
+  eventFormat: EventFormatOption,
 });
 
 export function watchInput(args: Record<string, unknown>) {
-  return { events: args.events, summaryInterval: args["summary-interval"] };
+  return { events: args.events, summaryInterval: args["summary-interval"], eventFormat: args["event-format"] };
 }

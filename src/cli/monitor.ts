@@ -49,7 +49,7 @@ export default defineCommand({
     const nsPath = o.netns !== undefined ? `/run/netns/${o.netns}` : `/proc/${o.pid}/ns/net`;
     if (!existsSync(nsPath)) throw usageError(o.netns !== undefined ? `no network namespace named ${o.netns}` : `no process ${o.pid}`);
     const allow = o.proxy ? [o.proxy] : [];
-    const sink = openEventSink(o.events ?? "fd:1");
+    const sink = openEventSink(o.events ?? "fd:1", o.eventFormat);
     if (typeof sink === "string") throw usageError(sink);
     if (!canBuildSandbox()) throw new ExitError("monitor needs root, or CAP_NET_ADMIN (to add log rules inside the namespace)", EXIT.sandbox);
 

@@ -5,9 +5,11 @@ import * as v from "valibot";
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { KernelLogParser } from "../kernel-log/log-parser.ts";
 import { anySandboxPrefix, exactPrefix } from "../kernel-log/log-prefix.ts";
-import { LineWriter } from "../events/line-writer.ts";
+import { EventWriter } from "../events/event-writer.ts";
+import { eventFormat, EventFormatOption } from "../events/formats/index.ts";
 import { bypassEventLine } from "../events/bypass-event.ts";
 import { AddressPortOption, validate } from "./argv.ts";
+import { eventFormatArg } from "./fence-options.ts";
 import { usageError } from "../exit-codes.ts";
 
 const Options = v.object({
@@ -15,6 +17,7 @@ const Options = v.object({
   prefix: v.optional(v.pipe(v.string(), v.minLength(1, "must not be empty"), v.maxLength(127, "is longer than any log prefix (127)"))),
   proxy: v.optional(AddressPortOption),
   stats: v.optional(v.boolean(), false),
+  eventFormat: EventFormatOption,
 });
 
 const OPEN_ERRORS: Record<string, string> = {
@@ -81,9 +84,10 @@ export default defineCommand({
     prefix: { type: "string", description: "count only records with this log prefix (its 29-character iptables truncation matches too); default: any proxywall sandbox" },
     proxy: { type: "string", description: "the sandbox's proxy as ADDRESS:PORT, so that TCP to its host on another port gets the wrong-port hint" },
     stats: { type: "boolean", description: "print counts of lines, records, events and skipped records to stderr at the end" },
+    "event-format": eventFormatArg,
   },
   async run({ args }) {
-    const opts = validate(Options, { file: args.file, prefix: args.prefix, proxy: args.proxy, stats: args.stats });
+    const opts = validate(Options, { file: args.file, prefix: args.prefix, proxy: args.proxy, stats: args.stats, eventFormat: args["event-format"] });
     const proxy = opts.proxy && { addrs: [opts.proxy.addr], port: opts.proxy.port };
     const fd = opts.file === "-" ? 0 : openInput(opts.file);
     // The JSON encoder is one very large function. JavaScriptCore's top tier (FTL) compiles it in
@@ -91,12 +95,13 @@ export default defineCommand({
     // parse (70 MiB against 63) and cost more CPU than the faster code saved (bench/parse.ts). It
     // still gets the DFG tier below FTL.
     noFTL(bypassEventLine.encode);
-    const out = new LineWriter(1, 64 * 1024);
+    const out = new EventWriter(1, eventFormat(opts.eventFormat), 64 * 1024);
     const parser = new KernelLogParser({
       matcher: opts.prefix === undefined ? anySandboxPrefix() : exactPrefix(opts.prefix),
       source: "parse",
       proxy,
-      onEvent: (e) => out.writeEncoded(e, bypassEventLine),
+      // json straight to bytes (the fast path); other formats through their mapping.
+      onEvent: opts.eventFormat === "json" ? (e) => out.writeEncoded(e, bypassEventLine) : (e) => out.write(e),
     });
     try {
       await readAll(fd, parser);
