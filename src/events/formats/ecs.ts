@@ -19,7 +19,7 @@
 import * as v from "valibot";
 import { VERSION } from "../../version.ts";
 import type { BypassDetect, BypassSummary, BypassTotals, Degraded, EventLine, ProcessInfo, ProxyConnect, SandboxClosed, SandboxReady } from "../schema.ts";
-import { BYPASS_RULE, isAddress, type ProxyLine } from "./ocsf.ts";
+import { BYPASS_RULE, isAddress } from "./ocsf.ts";
 
 export const ECS_VERSION = "9.4.0";
 
@@ -35,7 +35,7 @@ export const ECS_MAP: { [K in EventLine["event"]]: (e: Extract<EventLine, { even
   bypass_summary: () => ({ kind: "metric", category: ["network"], type: ["info"] }),
   bypass_totals: () => ({ kind: "metric", category: ["network"], type: ["info"] }),
   proxy_connect: (e) => {
-    const outcome: string = e.outcome;
+    const outcome = e.outcome;
     // would_deny: --policy-mode audit let it through although a rule would refuse it (rule.name says which)
     if (outcome === "ok" || outcome === "would_deny") return { kind: "event", category: ["network"], type: ["connection", "allowed", "end"], outcome: "success" };
     return { kind: "event", category: ["network"], type: outcome === "denied" ? ["connection", "denied"] : ["connection"], outcome: "failure" };
@@ -194,9 +194,8 @@ function totals(e: BypassTotals): EcsDocument {
   };
 }
 
-function proxyConnect(line: ProxyConnect): EcsDocument {
-  const e = line as ProxyLine;
-  const b = base(line, { outcome: e.outcome, reason: e.reason, process_unresolved: e.process?.resolved === false ? e.process.why : null });
+function proxyConnect(e: ProxyConnect): EcsDocument {
+  const b = base(e, { outcome: e.outcome, reason: e.reason, process_unresolved: e.process?.resolved === false ? e.process.why : null });
   const ns = Math.round(e.duration_ms * 1e6);
   const end = Date.parse(e.ts);
   const p = e.process?.resolved ? ecsProcess(e.process) : null;

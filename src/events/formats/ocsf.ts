@@ -33,7 +33,7 @@ const CATEGORY = { 4: "Network Activity", 6: "Application Activity" } as const;
 
 /** The classes proxywall writes, with the activities it uses (id -> OCSF caption). */
 export const OCSF_CLASSES = {
-  network_activity: { uid: 4001, caption: "Network Activity", category_uid: 4, activities: { 1: "Open", 2: "Close", 3: "Reset", 4: "Fail", 5: "Refuse", 6: "Traffic", 99: "Other" } },
+  network_activity: { uid: 4001, caption: "Network Activity", category_uid: 4, activities: { 1: "Open", 2: "Close", 3: "Reset", 4: "Fail", 5: "Refuse", 6: "Traffic" } },
   dns_activity: { uid: 4003, caption: "DNS Activity", category_uid: 4, activities: { 1: "Query" } },
   application_lifecycle: { uid: 6002, caption: "Application Lifecycle", category_uid: 6, activities: { 3: "Start", 4: "Stop", 99: "Other" } },
 } as const;
@@ -144,7 +144,7 @@ const network = {
 };
 
 export const OcsfNetworkActivity = v.pipe(
-  v.strictObject({ ...base, class_uid: v.literal(4001), activity_id: v.picklist([1, 2, 3, 4, 5, 6, 99]), type_uid: v.number(), ...network }),
+  v.strictObject({ ...base, class_uid: v.literal(4001), activity_id: v.picklist([1, 2, 3, 4, 5, 6]), type_uid: v.number(), ...network }),
   v.description("Network Activity (4001): bypass attempts, summaries and totals, proxy requests"),
 );
 export const OcsfDnsActivity = v.pipe(
@@ -273,23 +273,11 @@ function totals(e: BypassTotals): OcsfEvent {
 }
 
 /**
- * proxy_connect as the policy issue extends it (the address connected to, the deciding rule and its
- * reason, the client's process, more outcomes); read as optional so that older lines map too.
- */
-export type ProxyLine = Omit<ProxyConnect, "outcome"> & {
-  outcome: string;
-  dst_addr?: string | null;
-  rule?: string | null;
-  reason?: string | null;
-  process?: ProcessInfo;
-};
-
-/**
  * What each outcome of a proxy request is in OCSF: the activity, and the policy's verdict (action
  * and disposition): allowed, blocked by a rule or the guard, or let through by `--policy-mode audit`
  * although a rule would refuse it (observed and logged).
  */
-export const PROXY_OUTCOME: Record<string, { activity: 2 | 3 | 4 | 5; verdict?: "allowed" | "blocked" | "audit" }> = {
+export const PROXY_OUTCOME: Record<ProxyConnect["outcome"], { activity: 2 | 3 | 4 | 5; verdict?: "allowed" | "blocked" | "audit" }> = {
   ok: { activity: 2, verdict: "allowed" }, // Close: the line is written when the tunnel or request has ended
   would_deny: { activity: 2, verdict: "audit" },
   denied: { activity: 5, verdict: "blocked" }, // Refuse: 403 from the proxy
@@ -312,17 +300,15 @@ export function isAddress(host: string): boolean {
   return /^\d{1,3}(\.\d{1,3}){3}$/.test(host) || host.includes(":");
 }
 
-function proxyConnect(line: ProxyConnect): OcsfEvent {
-  const e = line as ProxyLine;
+function proxyConnect(e: ProxyConnect): OcsfEvent {
   const o = PROXY_OUTCOME[e.outcome];
-  const verdict = o?.verdict ? VERDICT[o.verdict] : null;
+  const verdict = o.verdict ? VERDICT[o.verdict] : null;
   const ok = e.outcome === "ok" || e.outcome === "would_deny";
   const time = Date.parse(e.ts);
   const process = e.process?.resolved ? ocsfProcess(e.process) : null;
   const profiles: ("host" | "security_control")[] = [...(process ? ["host" as const] : []), ...(verdict ? ["security_control" as const] : [])];
-  const h = o ? head("network_activity", o.activity, e.outcome === "would_deny" ? 2 : 1, e, profiles) : { ...head("network_activity", 99, 1, e, profiles), activity_name: e.outcome };
   return {
-    ...h,
+    ...head("network_activity", o.activity, e.outcome === "would_deny" ? 2 : 1, e, profiles),
     ...(verdict ?? {}),
     message: `${e.method} ${e.dst_host}:${e.dst_port} through the proxy: ${e.status} ${e.outcome}`,
     status_id: ok ? 1 : 2,
