@@ -14,6 +14,7 @@ export const subCommands = {
   gc: () => import("./gc.ts").then((m) => m.default),
   doctor: () => import("./doctor.ts").then((m) => m.default),
   monitor: () => import("./monitor.ts").then((m) => m.default),
+  policy: () => import("./policy.ts").then((m) => m.default),
   report: () => import("./report.ts").then((m) => m.default),
 } satisfies Record<string, () => Promise<CommandDef<any>>>;
 
