@@ -12,25 +12,17 @@
 // --bin measures another compiled proxywall instead of one built from this checkout (to compare
 // with an older commit: `git archive COMMIT | tar -x -C DIR`, link node_modules into DIR, and run
 // `bun build.ts --target linux-x64 --outdir DIR/dist` there).
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { mulberry32 } from "../test/support/prng.ts";
+import { compiledProxywall } from "./compiled.ts";
+import { BUN, flag, ROOT } from "./support.ts";
 
-const ROOT = path.join(import.meta.dir, "..");
-const BUN = path.join(ROOT, "node_modules/.bin/bun");
-const DIST_BIN = path.join(ROOT, "dist/proxywall-linux-x64");
 const TARGET_LINES_PER_S = 1_000_000;
 
-function flag(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  if (i === -1) return fallback;
-  const n = Number(process.argv[i + 1]);
-  if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} needs a positive whole number`);
-  return n;
-}
-const LINES = flag("--lines", 1_000_000);
-const RUNS = flag("--runs", 3);
+const LINES = flag("--lines", 1_000_000, 1, 100_000_000);
+const RUNS = flag("--runs", 3, 1, 100);
 const BIN_AT = process.argv.indexOf("--bin");
 const BIN = BIN_AT === -1 ? null : process.argv[BIN_AT + 1];
 if (BIN_AT !== -1 && (!BIN || !existsSync(BIN))) throw new Error("--bin needs the path of a compiled proxywall");
@@ -77,14 +69,11 @@ const ipv6Full = (head: string) => `${head}:${hex4()}:${hex4()}:${hex4()}:${hex4
 
 /** A netfilter LOG body (after the prefix), in the exact shape the kernel prints. */
 function logBody(v6: boolean, tcp: boolean, dport: number, withUid = true): string {
-  const src = v6 ? "fd00:0210:0000:0000:0000:0000:0000:0002" : "10.210.0.2";
+  // The sandbox's own addresses (every sandbox has the same ones: there is no host side).
+  const src = v6 ? "fd70:7077:0000:0000:0000:0000:0000:0002" : "10.200.0.2";
   const dst = v6
-    ? pick([
-        "fd00:0210:0000:0000:0000:0000:0000:0001",
-        "2001:4860:4860:0000:0000:0000:0000:8888",
-        ipv6Full("2001:0db8:0000:0000"),
-      ])
-    : pick(["10.210.0.1", "198.51.100.7", "203.0.113.9", `100.64.${int(256)}.${int(256)}`]);
+    ? pick(["2001:4860:4860:0000:0000:0000:0000:8888", ipv6Full("2001:0db8:0000:0000")])
+    : pick(["8.8.8.8", "198.51.100.7", "203.0.113.9", `100.64.${int(256)}.${int(256)}`]);
   const spt = 32768 + int(28000);
   const ip = v6
     ? `LEN=${60 + int(40)} TC=0 HOPLIMIT=64 FLOWLBL=${int(1 << 20)}`
@@ -93,7 +82,7 @@ function logBody(v6: boolean, tcp: boolean, dport: number, withUid = true): stri
     ? `PROTO=TCP SPT=${spt} DPT=${dport} WINDOW=64240 RES=0x00 SYN URGP=0`
     : `PROTO=UDP SPT=${spt} DPT=${dport} LEN=${8 + int(60)}`;
   const ids = withUid ? ` UID=${pick([0, 1000, 65534])} GID=${pick([0, 1000, 65534])}` : "";
-  return `IN= OUT=vs-cap SRC=${src} DST=${dst} ${ip} ${l4}${ids} `;
+  return `IN= OUT=pw0 SRC=${src} DST=${dst} ${ip} ${l4}${ids} `;
 }
 
 function bypassLine(): string {
@@ -241,45 +230,6 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
 const mib = (bytes: number) => `${(bytes / 1048576).toFixed(1)} MiB`;
 
-/** Newest modification time of the sources the binary is built from. */
-function newestSource(dir = path.join(ROOT, "src")): number {
-  let newest = 0;
-  for (const name of readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, name.name);
-    newest = Math.max(newest, name.isDirectory() ? newestSource(p) : statSync(p).mtimeMs);
-  }
-  return newest;
-}
-
-/**
- * The compiled binary to measure: dist/proxywall-linux-x64, built by build.ts when missing. When it
- * is older than the sources it would not measure this checkout, so a fresh one is built into the
- * temporary directory instead. Without build.ts (or when it fails), a stand-in build.
- */
-async function binary(tmp: string): Promise<{ cmd: string[]; note: string }> {
-  const haveBuildTs = existsSync(path.join(ROOT, "build.ts"));
-  const fresh = existsSync(DIST_BIN) && statSync(DIST_BIN).mtimeMs >= newestSource();
-  if (fresh) return { cmd: [DIST_BIN], note: "dist/proxywall-linux-x64 (existing, newer than src/)" };
-  if (haveBuildTs) {
-    const missing = !existsSync(DIST_BIN);
-    const outdir = missing ? path.join(ROOT, "dist") : tmp;
-    const p = Bun.spawnSync([BUN, "build.ts", "--target", "linux-x64", "--outdir", outdir], { cwd: ROOT, stdout: "ignore", stderr: "pipe" });
-    const bin = path.join(outdir, "proxywall-linux-x64");
-    if (p.exitCode === 0 && existsSync(bin)) {
-      return { cmd: [bin], note: missing ? "dist/proxywall-linux-x64 (built by build.ts)" : `${bin} (built by build.ts: dist/ is older than src/)` };
-    }
-    console.error(`bench: build.ts failed (exit ${p.exitCode}); using the stand-in build\n${p.stderr.toString().trim()}`);
-  }
-  const out = path.join(tmp, "pw-bench-bin");
-  const p = Bun.spawnSync([BUN, "build", "--compile", "--bytecode", "--format", "esm", "src/main.ts", "--outfile", out], {
-    cwd: ROOT,
-    stdout: "ignore",
-    stderr: "inherit",
-  });
-  if (p.exitCode !== 0) throw new Error("stand-in build failed");
-  return { cmd: [out], note: `${out} (stand-in: bun build --compile --bytecode --format esm, build.ts ${haveBuildTs ? "failed" : "missing"})` };
-}
-
 /**
  * Constant memory: once start-up and the JIT's tier-up are over, peak RSS must not grow with the
  * input. The small input once and the large one three times, both through a pipe, RUNS times each;
@@ -316,6 +266,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(path.join(tmpdir(), "pw-bench-"));
   const file = path.join(dir, "kernel.log");
   const small = path.join(dir, "kernel-tenth.log");
+  const cleanups = [() => rmSync(dir, { recursive: true, force: true })];
   try {
     const tg = performance.now();
     const bypass = await generate(file, LINES);
@@ -323,8 +274,10 @@ async function main(): Promise<void> {
     const mb = statSync(file).size / 1e6;
     console.log(`input: ${fmt(LINES)} lines (${mb.toFixed(1)} MB), ${fmt(bypass)} bypass records, generated in ${((performance.now() - tg) / 1000).toFixed(1)} s`);
 
-    const bin = BIN ? { cmd: [BIN], note: `${BIN} (--bin)` } : await binary(dir);
-    console.log(`binary: ${bin.note}`);
+    const compiled = BIN ? null : compiledProxywall(true);
+    if (compiled) cleanups.push(compiled.cleanup);
+    const bin = { cmd: compiled ? [...compiled.pw!.argv] : [BIN!] };
+    console.log(`binary: ${compiled ? compiled.note : `${BIN} (--bin)`}`);
     console.log(`pinning: ${TASKSET ? "taskset -c 0" : "none (taskset not found)"}`);
 
     const contenders = [
@@ -359,7 +312,7 @@ async function main(): Promise<void> {
     await constantMemory(bin.cmd, small, file);
     console.log(`target ${fmt(TARGET_LINES_PER_S)} lines/s for the compiled binary (best of ${RUNS}): ${binBest >= TARGET_LINES_PER_S ? "met" : "NOT met"}`);
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    for (const c of cleanups) c();
   }
 }
 

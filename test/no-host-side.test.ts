@@ -22,8 +22,8 @@ function networkOf(ns: TestNetns): string {
     // Counters and the header's timestamp change on their own.
     quiet("iptables-save -c | grep -v '^#' | sed 's/\\[[0-9]*:[0-9]*\\]//'"),
     quiet("ip6tables-save -c | grep -v '^#' | sed 's/\\[[0-9]*:[0-9]*\\]//'"),
-    quiet("iptables-legacy-save | grep -v '^#'"),
-    quiet("ip6tables-legacy-save | grep -v '^#'"),
+    quiet("iptables-legacy-save | grep -v '^#' | sed 's/\\[[0-9]*:[0-9]*\\]//'"),
+    quiet("ip6tables-legacy-save | grep -v '^#' | sed 's/\\[[0-9]*:[0-9]*\\]//'"),
   ].join("\n");
 }
 
@@ -48,10 +48,13 @@ describePrivileged("a sandbox with no host side", () => {
   });
 
   test("proxied requests work where proxywall's own namespace drops all unsolicited input (IPv4 and IPv6)", async () => {
+    // As ufw's "deny incoming" does: replies and (IPv6) neighbour discovery pass, nothing else.
     for (const t of ["iptables", "ip6tables"]) outer.sh(`${t} -P INPUT DROP; ${t} -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT`);
+    outer.sh("ip6tables -A INPUT -p ipv6-icmp -j ACCEPT");
     try {
       const script = `curl -sS -m 10 http://${upAddrs.b4}:${web.port}/v4 && curl -sS -m 10 "http://[${upAddrs.b6}]:${web.port}/v6"`;
-      const r = await proxywall(["run", ...TEST_ARGS, "--user", "65534", "--", "sh", "-c", script], { prefix: outer.prefix });
+      const allow = ["--allow", `${upAddrs.b4}:${web.port}`, "--allow", `[${upAddrs.b6}]:${web.port}`];
+      const r = await proxywall(["run", ...TEST_ARGS, ...allow, "--user", "65534", "--", "sh", "-c", script], { prefix: outer.prefix });
       expect(r.stdout).toBe("origin saw /v4\norigin saw /v6\n");
       expect(r.code).toBe(0);
       expect(eventsOf(r.events, "proxy_connect").map((e) => [e.dst_host, e.outcome])).toEqual([
@@ -119,12 +122,15 @@ for t in ${JSON.stringify(targets)}:
       await waitFor("sandbox_ready", () => a.out.stderr.includes('"event":"sandbox_ready"') || (a.closed && "closed"), 20_000);
       const fromNeighbour = nb.sh(`python3 -c '${tryAll([...doors, `${nbAddrs.a4}:3128`, `[${nbAddrs.a6}]:3128`])}'`);
       const fromOuter = outer.sh(`python3 -c '${tryAll(doors)}'`);
-      const b = await proxywall(["run", ...TEST_ARGS, "--user", "65534", "--", "python3", "-c", tryAll(["10.200.0.2:3128", "[fd70:7077::2]:3128", `${nbAddrs.a4}:3128`])], { prefix: outer.prefix });
+      // The system's python: a pyenv shim under /root is out of reach for uid 65534.
+      const b = await proxywall(["run", ...TEST_ARGS, "--user", "65534", "--", "/usr/bin/python3", "-c", tryAll(["10.200.0.2:3128", "[fd70:7077::2]:3128", `${nbAddrs.a4}:3128`])], { prefix: outer.prefix });
+      expect(b.text.filter((l) => !l.startsWith("proxywall:"))).toEqual([]);
       for (const line of [...fromNeighbour.trim().split("\n"), ...fromOuter.trim().split("\n"), ...b.stdout.trim().split("\n")]) {
         expect(line).not.toEndWith("connected");
       }
       expect(fromNeighbour.trim().split("\n")).toHaveLength(6);
       expect(fromOuter.trim().split("\n")).toHaveLength(4);
+      expect({ out: b.stdout, text: b.text }).toEqual({ out: expect.any(String), text: [] });
       expect(b.stdout.trim().split("\n")).toHaveLength(3);
     } finally {
       expect(await a.finish(20_000)).toBe(0);

@@ -12,6 +12,9 @@ import { describePrivileged, hostSnapshot, MAIN, proxywall, ROOT, TEST_ARGS, TES
 import { background } from "./support/process.ts";
 import { tempDir, type TempDir } from "./support/temp.ts";
 import { waitFor } from "./support/wait.ts";
+import { linkToHost, testNetns, type TestNetns } from "./support/netns.ts";
+import { inNetns } from "../src/sys/netns.ts";
+import { admitAll } from "./support/admit.ts";
 
 const CLIENTS = join(ROOT, "test/support/clients.sh");
 
@@ -57,29 +60,50 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
   let tls: ReturnType<typeof Bun.serve>;
   let certDir: TempDir | undefined;
 
+  // Direct connects go to servers in a target namespace that CMD joins by moving the sandbox's
+  // sink link there (the sandbox has no host side); proxied requests go to servers in an upstream
+  // namespace joined to proxywall's own by a veth pair, which --allow lets the guard pass.
+  let target: TestNetns;
+  let upstream: TestNetns;
+  let upLink: ReturnType<typeof linkToHost>;
+  let allowWeb: string[];
+  let webUrl = "";
+
   beforeAll(async () => {
-    // A plain TCP server on every host address, on a port that is not the proxy's.
+    target = testNetns("tgt");
+    upstream = testNetns("web");
+    upLink = linkToHost(upstream, "10.209.8.0", "fd70:7099:8");
+    // A plain TCP server on every address, on a port that is not the proxy's.
     // Speaks just enough HTTP for curl; the other clients only connect.
     const hello = (s: import("node:net").Socket) => s.end("HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nhello\n");
-    tcp4 = createServer(hello);
-    await new Promise<void>((r) => tcp4.listen(0, "0.0.0.0", r));
+    // Listening sockets made inside the target namespace stay there.
+    await inNetns(target.path, async () => {
+      tcp4 = createServer(hello);
+      tcp4.listen(0, "0.0.0.0");
+      tcp6 = createServer(hello);
+      udp4 = createSocket("udp4");
+      udp6 = createSocket({ type: "udp6", ipv6Only: true });
+    });
+    await new Promise<void>((r) => (tcp4.listening ? r() : tcp4.once("listening", r)));
     port = (tcp4.address() as { port: number }).port;
-    tcp6 = createServer(hello);
-    await new Promise<void>((r) => tcp6.listen({ port, host: "::", ipv6Only: true }, r));
-    udp4 = createSocket("udp4");
-    await new Promise<void>((r) => udp4.bind(0, "0.0.0.0", r));
+    inNetns(target.path, () => tcp6.listen({ port, host: "::", ipv6Only: true }));
+    inNetns(target.path, () => udp4.bind(0, "0.0.0.0"));
+    await new Promise<void>((r) => (udp4.once("listening", r)));
     udpPort = udp4.address().port;
-    udp6 = createSocket({ type: "udp6", ipv6Only: true });
-    await new Promise<void>((r) => udp6.bind(udpPort, "::", r));
-    web = Bun.serve({ hostname: "0.0.0.0", port: 0, fetch: (req) => new Response(`origin saw ${new URL(req.url).pathname}\n`) });
+    inNetns(target.path, () => udp6.bind(udpPort, "::"));
+    web = inNetns(upstream.path, () => Bun.serve({ hostname: "::", port: 0, fetch: (req) => new Response(`origin saw ${new URL(req.url).pathname}\n`) }));
     certDir = tempDir("pw-tls-");
     const pem = selfSignedCert(certDir.root);
-    tls = Bun.serve({
-      hostname: "0.0.0.0",
-      port: 0,
-      tls: { cert: Bun.file(pem.cert), key: Bun.file(pem.key) },
-      fetch: () => new Response("secret origin\n"),
-    });
+    tls = inNetns(upstream.path, () =>
+      Bun.serve({
+        hostname: "::",
+        port: 0,
+        tls: { cert: Bun.file(pem.cert), key: Bun.file(pem.key) },
+        fetch: () => new Response("secret origin\n"),
+      }),
+    );
+    allowWeb = ["--allow", `${upLink.ns4}:${web.port},${tls.port}`, "--allow", `[${upLink.ns6}]:${web.port}`];
+    webUrl = `http://${upLink.ns4}:${web.port}`;
   });
 
   afterAll(() => {
@@ -90,12 +114,17 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
     web?.stop(true);
     tls?.stop(true);
     certDir?.remove();
+    upLink?.remove();
+    upstream?.remove();
+    target?.remove();
   });
 
   test("direct TCP connects are refused at once by every client, IPv4 and IPv6; UDP fails at once; without the rules they connect", async () => {
     const before = hostSnapshot();
     const script = `
-      H4=$(ip route show default | cut -d' ' -f3); H6=$(ip -6 route show default | cut -d' ' -f3)
+      ip link set pw1 netns ${target.name}
+      nsenter --net=${target.path} sh -ec 'ip addr add 10.200.0.1/30 dev pw1; ip addr add fd70:7077::1/64 dev pw1 nodad; ip link set pw1 up'
+      H4=10.200.0.1 H6=fd70:7077::1
       echo "== fenced"; bash ${CLIENTS} "$H4" "$H6" ${port} ${udpPort}
       nft delete table inet proxywall || for t in iptables-legacy ip6tables-legacy iptables ip6tables; do $t -P OUTPUT ACCEPT; $t -F OUTPUT; done 2>/dev/null
       echo "== control"; bash ${CLIENTS} "$H4" "$H6" ${port} ${udpPort}`;
@@ -122,11 +151,10 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
   test("plain http through the built-in proxy, and https through CONNECT", async () => {
     const before = hostSnapshot();
     const script = `
-      H4=$(ip route show default | cut -d' ' -f3); H6=$(ip -6 route show default | cut -d' ' -f3)
-      curl -sS -m 10 "http://$H4:${web.port}/through/proxy" &&
-      curl -sS -m 10 -k "https://$H4:${tls.port}/" &&
-      curl -sS -m 10 --proxy "http://[$H6]:3128" "http://$H4:${web.port}/v6/proxy"`;
-    const r = await proxywall(["run", ...TEST_ARGS, "--", "bash", "-c", script], { timeoutMs: 60_000 });
+      curl -sS -m 10 "${webUrl}/through/proxy" &&
+      curl -sS -m 10 -k "https://${upLink.ns4}:${tls.port}/" &&
+      curl -sS -m 10 --proxy "http://[::1]:3128" "http://[${upLink.ns6}]:${web.port}/v6/proxy"`;
+    const r = await proxywall(["run", ...TEST_ARGS, ...allowWeb, "--", "bash", "-c", script], { timeoutMs: 60_000 });
     expect(r.text.filter((l) => !l.startsWith("proxywall:"))).toEqual([]);
     expect(r.code).toBe(0);
     expect(r.stdout).toBe("origin saw /through/proxy\nsecret origin\norigin saw /v6/proxy\n");
@@ -171,7 +199,8 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
     expect(r.code).toBe(0);
     const env = Object.fromEntries(r.stdout.trim().split("\n").map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
     const ready = eventsOf(r.events, "sandbox_ready")[0]!;
-    const url = `http://${ready.host_ipv4}:3128`;
+    const url = "http://127.0.0.1:3128";
+    expect(ready.proxy.url).toBe(url);
     for (const k of ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "GRPC_PROXY"]) expect(env[k]).toBe(url);
     expect(env.NO_PROXY).toBe("localhost,127.0.0.1,::1");
     expect(env.NODE_USE_ENV_PROXY).toBe("1");
@@ -262,19 +291,20 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
     expect(hostSnapshot()).toEqual(before);
   });
 
-  test("10 sandboxes at once: all work through the proxy, distinct subnets, all removed", async () => {
+  test("10 sandboxes at once, each with the same inside addresses and proxy port: all work through their own door, all removed", async () => {
     const before = hostSnapshot();
     const runs = await Promise.all(
-      Array.from({ length: 10 }, (_, i) =>
-        proxywall(["run", ...TEST_ARGS, "--", "sh", "-c", `curl -sS -m 10 "http://$(ip route show default | cut -d' ' -f3):${web.port}/sandbox/${i}"`], { timeoutMs: 60_000 }),
-      ),
+      Array.from({ length: 10 }, (_, i) => proxywall(["run", ...TEST_ARGS, ...allowWeb, "--", "curl", "-sS", "-m", "10", `${webUrl}/sandbox/${i}`], { timeoutMs: 60_000 })),
     );
-    const subnets = new Set<string>();
+    const namespaces = new Set<string>();
     runs.forEach((r, i) => {
       expect({ i, code: r.code, out: r.stdout }).toEqual({ i, code: 0, out: `origin saw /sandbox/${i}\n` });
-      subnets.add(eventsOf(r.events, "sandbox_ready")[0]!.host_ipv4);
+      const ready = eventsOf(r.events, "sandbox_ready")[0]!;
+      expect(ready).toMatchObject({ sandbox_ipv4: "10.200.0.2", proxy: { url: "http://127.0.0.1:3128" } });
+      namespaces.add(ready.netns);
+      expect(eventsOf(r.events, "proxy_connect").map((e) => e.outcome)).toEqual(["ok"]);
     });
-    expect(subnets.size).toBe(10);
+    expect(namespaces.size).toBe(10);
     expect(hostSnapshot()).toEqual(before);
   });
 
@@ -290,8 +320,11 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
       [["run"], /no command to run/],
       [["run", "--"], /no command to run/],
       [["run", "--events", "x".repeat(5000), "--", "true"], /--events: is too long/],
-      [["run", "--pool", "10.0.0.0/40", "--", "true"], /--pool: prefix length must be from 8 to 30/],
-      [["run", "--pool", "fd00::/64", "--", "true"], /--pool: must be an IPv4 CIDR/],
+      [["run", "--pool", "10.200.0.0/16", "--", "true"], /unknown option --pool/],
+      [["run", "--external-proxy", "host.example:3128", "--", "true"], /--external-proxy: must be PORT or ADDRESS:PORT/],
+      [["run", "--allow", "*.com", "--", "true"], /\*\.com/],
+      [["run", "--policy-mode", "lenient", "--", "true"], /--policy-mode: must be enforce or audit/],
+      [["run", "--idle-timeout", "0", "--", "true"], /--idle-timeout: must be at least 1/],
       [["run", "--backend", "ebpf", "--", "true"], /--backend: must be nft or iptables/],
       [["run", "--events", "fd:999", "--", "true"], /--events: file descriptor 999 is not open/],
       [["nonsense"], /unknown command nonsense/],
@@ -306,20 +339,8 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
     expect(hostSnapshot()).toEqual(before);
   });
 
-  test("exhausted pool and missing privileges: exit 3, one line, host unchanged", async () => {
+  test("missing privileges: exit 3, one line, host unchanged", async () => {
     const before = hostSnapshot();
-    const pool = ["--pool", "10.202.0.0/30"];
-    const holder = await startRun([...pool, "--", "sleep", "20"]);
-    try {
-      expect(await holder.ready).toBe(true);
-      const r = await proxywall(["run", "--state-dir", TEST_STATE_DIR, ...pool, "--", "true"]);
-      expect(r.code).toBe(3);
-      expect(r.text).toHaveLength(1);
-      expect(r.text[0]).toMatch(/pool 10\.202\.0\.0\/30 is exhausted/);
-    } finally {
-      holder.p.kill("SIGTERM");
-      await holder.finish();
-    }
     const setpriv = Bun.which("setpriv");
     if (setpriv) {
       const p = Bun.spawnSync([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, MAIN, "run", "--state-dir", "/tmp/pw-nobody-state", "--", "true"]);
@@ -339,7 +360,7 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
         writeFileSync(fake.path(tool), `#!/bin/sh\necho "${tool}: Operation not supported (fake)" >&2\nexit 1\n`, { mode: 0o755 });
       }
       const env = { PATH: `${fake.root}:${process.env.PATH}` };
-      const args = ["run", "--state-dir", stateDir, "--pool", "10.206.0.0/16"];
+      const args = ["run", "--state-dir", stateDir];
       const before = hostSnapshot();
       const r = await proxywall([...args, "--", "sh", "-c", "echo CMD-RAN"], { env });
       expect(r.code).toBe(3);
@@ -362,15 +383,16 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
     }
   });
 
-  test("--external-proxy: no built-in proxy; the user's proxy on the host side is the way out", async () => {
+  test("--external-proxy: no built-in proxy; the door relays to the user's proxy on proxywall's own loopback", async () => {
     const { startProxy } = await import("../src/proxy/http-proxy.ts");
-    const theirs = await startProxy({ listen: [{ host: "0.0.0.0", port: 0 }], sandbox: "external", onEvent: () => {} });
+    const seen: string[] = [];
+    const theirs = await startProxy({ listen: [{ host: "127.0.0.1", port: 0 }], sandbox: "external", onEvent: (e) => seen.push(e.dst_host), admit: admitAll });
     try {
-      const script = `curl -sS -m 10 "http://$(ip route show default | cut -d' ' -f3):${web.port}/via/external"`;
-      const r = await proxywall(["run", ...TEST_ARGS, "--external-proxy", String(theirs.ports[0]), "--", "sh", "-c", script]);
+      const r = await proxywall(["run", ...TEST_ARGS, "--external-proxy", String(theirs.ports[0]), "--", "curl", "-sS", "-m", "10", `${webUrl}/via/external`]);
       expect(r.code).toBe(0);
       expect(r.stdout).toBe("origin saw /via/external\n");
-      expect(eventsOf(r.events, "sandbox_ready")[0]!.proxy).toMatchObject({ builtin: false, port: theirs.ports[0] });
+      expect(seen).toEqual([upLink.ns4]);
+      expect(eventsOf(r.events, "sandbox_ready")[0]!.proxy).toMatchObject({ builtin: false, port: 3128, url: "http://127.0.0.1:3128" });
       expect(eventsOf(r.events, "proxy_connect")).toEqual([]);
     } finally {
       await theirs.close();
@@ -393,9 +415,10 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
     const before = hostSnapshot();
     const r = await proxywall(["run", ...TEST_ARGS, "--dry-run", "--", "true"]);
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain("# host: ip -batch -\nnetns add pw-");
+    expect(r.stdout).toContain("# proxywall's own namespace: ip -batch -\nnetns add pw-");
+    expect(r.stdout).toContain("link add pw0 type veth peer name pw1\n");
     expect(r.stdout).toContain("table inet proxywall {");
-    expect(r.stdout).toContain("# teardown, host: ip -force -batch -");
+    expect(r.stdout).toContain("# teardown, proxywall's own namespace: ip -force -batch -\nnetns del pw-");
     expect(hostSnapshot()).toEqual(before);
   });
 });

@@ -13,7 +13,7 @@ beforeAll(async () => {
   // Collects the first 4 KiB a client sends, then closes: no TLS server answers.
   server = net.createServer((s) => {
     let got = Buffer.alloc(0);
-    s.on("data", (d) => {
+    s.on("data", (d: Buffer) => {
       got = Buffer.concat([got, d]);
       if (readFirstBytes(got).kind !== "more" || got.length > 4096) {
         captured.shift()?.(got);

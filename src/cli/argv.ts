@@ -4,7 +4,7 @@
 import type { ArgsDef } from "citty";
 import * as v from "valibot";
 import { canonicalIPv6, isIPv4 } from "../net/ip-address.ts";
-import { usageError } from "./exit-codes.ts";
+import { usageError } from "../exit-codes.ts";
 
 export interface SplitArgv {
   own: string[];

@@ -4,10 +4,10 @@ import * as v from "valibot";
 import { collectGarbage } from "../sandbox/gc.ts";
 import { DEFAULT_STATE_DIR, removeStateDirIfEmpty } from "../sandbox/state.ts";
 import { validate } from "./argv.ts";
-import { EXIT } from "./exit-codes.ts";
+import { EXIT } from "../exit-codes.ts";
 
 export default defineCommand({
-  meta: { name: "gc", description: "Remove sandboxes (namespace, veth, subnet claim, state file) whose proxywall is gone" },
+  meta: { name: "gc", description: "Remove sandboxes (namespace with the processes still in it, state and lock files) whose proxywall is gone" },
   args: {
     "state-dir": { type: "string", description: "directory for state files of live sandboxes", default: DEFAULT_STATE_DIR },
   },

@@ -8,7 +8,7 @@ import { EXIT, usageError } from "../exit-codes.ts";
 import { decideResolved, decideTarget, loadPolicy, normaliseHost, type Policy, type Verdict } from "../policy/index.ts";
 import { guardTable } from "../policy/guard.ts";
 import { Learner } from "../policy/learn.ts";
-import { interfaceAddresses, policyArgs, policyOptionsFromArgv, repeated } from "../policy/options.ts";
+import { interfaceAddresses, policyArgs, policyOptionsFromArgv, repeated } from "./policy-options.ts";
 
 const LOOKUP_TIMEOUT_MS = 5000;
 

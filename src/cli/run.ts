@@ -64,7 +64,7 @@ export default defineCommand({
       idleTimeout: args["idle-timeout"],
       maxClients: args["max-clients"],
     });
-    const policy = policyFrom(rawArgs, args["policy-mode"], o.proxyPort);
+    const policy = policyFrom(rawArgs, o.proxyPort);
     const cmd = (data as CliData).passthrough ?? [];
     if (cmd.length === 0) throw usageError("no command to run: proxywall run [options] -- CMD [ARGS...]");
     if (cmd.some((a) => a.length > 128 * 1024)) throw usageError("an argument of CMD is longer than 128 KiB");

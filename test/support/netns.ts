@@ -25,7 +25,8 @@ export function testNetns(tag: string): TestNetns {
     if (p.exitCode !== 0) throw new Error(`in ${name}: ${script}: ${p.stderr.toString().trim()}`);
     return p.stdout.toString();
   };
-  sh("ip link set lo up");
+  // No duplicate address detection: addresses are usable at once and do not change state mid-test.
+  sh("ip link set lo up; sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0");
   const remove = () => {
     // Whatever still runs inside would keep the namespace alive after its name is gone.
     Bun.spawnSync(["sh", "-c", `ip netns pids ${name} | xargs -r kill -9`]);
@@ -47,4 +48,21 @@ export function link(a: TestNetns, b: TestNetns, v4net: string, v6net: string): 
     ip addr add ${r.a4}/30 dev ${ifA}; ip addr add ${r.a6}/64 dev ${ifA} nodad; ip link set ${ifA} up`);
   b.sh(`ip addr add ${r.b4}/30 dev ${ifB}; ip addr add ${r.b6}/64 dev ${ifB} nodad; ip link set ${ifB} up`);
   return r;
+}
+
+/** Joins proxywall's own namespace (where the tests run) to a test namespace: host a.1, `ns` a.2. */
+export function linkToHost(ns: TestNetns, v4net: string, v6net: string): { host4: string; ns4: string; host6: string; ns6: string; remove(): void } {
+  const n = links++;
+  const ifH = `h${process.pid % 100000}-${n}`;
+  const ifN = `n${process.pid % 100000}-${n}`;
+  const base = v4net.replace(/\.0$/, "");
+  const r = { host4: `${base}.1`, ns4: `${base}.2`, host6: `${v6net}::1`, ns6: `${v6net}::2` };
+  const run = (cmd: string) => {
+    const p = Bun.spawnSync(["sh", "-ec", cmd]);
+    if (p.exitCode !== 0) throw new Error(`${cmd}: ${p.stderr.toString().trim()}`);
+  };
+  run(`ip link add ${ifH} type veth peer name ${ifN} netns ${ns.name}
+    ip addr add ${r.host4}/30 dev ${ifH}; ip addr add ${r.host6}/64 dev ${ifH} nodad; ip link set ${ifH} up`);
+  ns.sh(`ip addr add ${r.ns4}/30 dev ${ifN}; ip addr add ${r.ns6}/64 dev ${ifN} nodad; ip link set ${ifN} up`);
+  return { ...r, remove: () => void Bun.spawnSync(["ip", "link", "del", ifH]) };
 }
