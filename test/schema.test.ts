@@ -35,7 +35,25 @@ const EXAMPLES = {
     setup_ms: 41.5,
   },
   sandbox_closed: { ...head, event: "sandbox_closed", exit_code: 7, cmd_exit_code: 7, cmd_signal: null, duration_ms: 312.25, cleanup: [] },
-  proxy_connect: { ...head, event: "proxy_connect", method: "CONNECT", client_addr: "10.200.0.2", client_port: 40000, dst_host: "example.com", dst_port: 443, status: 200, bytes_up: 517, bytes_down: 4096, duration_ms: 80, outcome: "ok", error: null },
+  proxy_connect: {
+    ...head,
+    event: "proxy_connect",
+    method: "CONNECT",
+    client_addr: "127.0.0.1",
+    client_port: 40000,
+    dst_host: "example.com",
+    dst_addr: "203.0.113.10",
+    dst_port: 443,
+    status: 200,
+    bytes_up: 517,
+    bytes_down: 4096,
+    duration_ms: 80,
+    outcome: "ok",
+    rule: "allow example.com:443",
+    reason: null,
+    error: null,
+    process: { resolved: true, pid: 4242, exe: "/usr/bin/curl", cmdline: ["curl", "https://example.com/"], uid: 65534, start_time: "2026-11-29T14:45:00.100Z", ancestors: [], also_held_by: [] },
+  },
 } satisfies Record<EventLine["event"], Record<string, unknown>>;
 
 const SCHEMAS = { bypass_detect: BypassDetect, bypass_summary: BypassSummary, bypass_totals: BypassTotals, degraded: Degraded, sandbox_ready: SandboxReady, sandbox_closed: SandboxClosed, proxy_connect: ProxyConnect } as const;
