@@ -6,6 +6,11 @@ import * as v from "valibot";
 import { canonicalIPv6, isIPv4 } from "../net/ip-address.ts";
 import { usageError } from "../exit-codes.ts";
 
+/** What a subcommand's run() finds in citty's `data`: the arguments after "--" (the sandboxed command). */
+export interface CliData {
+  passthrough: string[] | null;
+}
+
 export interface SplitArgv {
   own: string[];
   /** Everything after the first "--", or null when there was none. */

@@ -2,7 +2,7 @@
 import { isatty } from "node:tty";
 import type { CommandDef } from "citty";
 import { VERSION } from "../version.ts";
-import { checkFlags, splitAtDoubleDash } from "./argv.ts";
+import { checkFlags, splitAtDoubleDash, type CliData } from "./argv.ts";
 import { EXIT, ExitError } from "../exit-codes.ts";
 
 export const subCommands = {
@@ -20,11 +20,6 @@ export const subCommands = {
 
 /** The subcommands that take a command to run after "--". */
 const TAKES_COMMAND = new Set<string>(["run"]);
-
-/** What a subcommand's run() finds in `data`: the arguments after "--" (the sandboxed command). */
-export interface CliData {
-  passthrough: string[] | null;
-}
 
 export async function cli(argv: string[]): Promise<number> {
   // citty colours help text without asking whether anyone sees colours; its choice is made at import.

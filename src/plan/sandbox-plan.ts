@@ -69,6 +69,11 @@ export function fenceSteps(ruleset: Ruleset, backend: Backend): FenceStep[] {
   ];
 }
 
+/** The one step in proxywall's own namespace. */
+export function planNamespace(names: SandboxNames): string[] {
+  return [`netns add ${names.netns}`];
+}
+
 /** Removing the namespace removes its links and rules with it. */
 export function planTeardown(names: SandboxNames): string[] {
   return [`netns del ${names.netns}`];
@@ -97,7 +102,7 @@ export function planSandbox(config: SandboxConfig): SandboxPlan {
   return {
     config,
     names,
-    hostBatch: [`netns add ${names.netns}`],
+    hostBatch: planNamespace(names),
     sandboxBatch: planInside(names, config.ipv6),
     ruleset,
     fence: fenceSteps(ruleset, config.backend),

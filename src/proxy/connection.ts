@@ -11,31 +11,9 @@ import type { ProcessInfo, ProxyConnect } from "../events/schema.ts";
 import { BadRequest, findHeadEnd, MAX_HEAD_BYTES, parseRequestHead, ResponseStatus, type ProxyRequest } from "./head.ts";
 import { connectRefusal, errorResponse, hostPort, type Outcome, type Refusal } from "./refusals.ts";
 import { MAX_HELLO_BYTES, readFirstBytes, type FirstBytes } from "./tls-sni.ts";
+import type { Admit, Verdict } from "./admit.ts";
 
-export interface Verdict {
-  allowed: boolean;
-  outcome: "ok" | "denied" | "would_deny";
-  rule: string | null;
-  reason: string;
-}
-
-export interface Admission {
-  verdict: Verdict;
-  /** Checked addresses to connect to, in order (empty when refused). */
-  addrs: string[];
-  process: ProcessInfo;
-  /** For a tunnel: judges its first bytes (the server name a TLS ClientHello asks for); null when fine. */
-  checkHello(first: FirstBytes): Verdict | null;
-}
-
-/** The client's end of its connection, and the door's end it connected to. */
-export interface ClientEnds {
-  addr: string;
-  port: number;
-  local: { addr: string; port: number };
-}
-
-export type Admit = (target: { host: string; port: number }, client: ClientEnds) => Promise<Admission | (Refusal & { process: ProcessInfo })>;
+export type { Admission, Admit, ClientEnds, Verdict } from "./admit.ts";
 
 export interface ConnectionOptions {
   sandbox: string;

@@ -4,46 +4,23 @@
 // exists, in reverse order.
 import { diag } from "../diag.ts";
 import { nowTs } from "../events/bypass-event.ts";
-import type { LineWriter } from "../events/line-writer.ts";
 import type { SandboxReady } from "../events/schema.ts";
-import type { MonitorChoice, Watch } from "../monitor/watch.ts";
+import type { Watch } from "../monitor/watch.ts";
 import { newSandboxId, sandboxNames, INSIDE } from "../plan/addresses.ts";
-import { planTeardown, type Backend, type SandboxPlan } from "../plan/sandbox-plan.ts";
+import type { SandboxPlan } from "../plan/sandbox-plan.ts";
 import { startReaper } from "../sys/reaper.ts";
 import { ownChildren } from "../sys/tools.ts";
 import { netnsPath } from "../sys/netns.ts";
 import { EXIT } from "../exit-codes.ts";
 import { SetupError } from "./apply.ts";
 import { FORWARDED_SIGNALS, spawnCmd, waitCmd, type CmdResult } from "./cmd.ts";
-import { Aborted, Setup, signalExit } from "./setup.ts";
-import { claimId, collectStale, fence, makeNamespace, openDoor, openWatch } from "./steps.ts";
+import { Aborted, Setup, signalExit, type RunConfig } from "./setup.ts";
+import { claimId, collectStale, makeNamespace, openWatch } from "./steps.ts";
+import { fence } from "./fence-step.ts";
+import { loadDoor, openDoor } from "./door.ts";
 import { startSummaries } from "./summaries.ts";
-import type { Policy } from "../policy/index.ts";
 import { chooseFence, runWants } from "../fence/select.ts";
 
-export interface RunConfig {
-  cmd: string[];
-  proxyPort: number;
-  /** The user's own proxy, in proxywall's namespace: the door relays to it and proxywall starts none. */
-  externalProxy: { host: string; port: number } | null;
-  backend: Backend | undefined;
-  nflogGroup: number;
-  logRate: number;
-  user: { uid: number; gid: number } | null;
-  stateDir: string;
-  allowDegraded: boolean;
-  events: LineWriter;
-  monitor: MonitorChoice;
-  /** Seconds between bypass_summary lines; 0 for only the final one. */
-  summaryInterval: number;
-  failOnBypass: boolean;
-  /** What the built-in proxy serves (the guard is always in it). */
-  policy: Policy;
-  /** A tunnel or request with no byte either way for this long is ended. */
-  idleTimeoutS: number;
-  /** At most this many client connections to the built-in proxy at once. */
-  maxClients: number;
-}
 
 export async function runSandbox(cfg: RunConfig): Promise<number> {
   const s = new Setup(newSandboxId(), cfg);
@@ -62,13 +39,15 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
     // Which firewall tool and features (check-only runs), asked while the sandbox is being built.
     const choosing = chooseFence(runWants(cfg.backend, cfg.monitor));
     choosing.catch(() => {});
-    await s.step("gc", () => collectStale(s));
+    const door = loadDoor();
+    door.catch(() => {});
     const updateState = await s.step("state", () => claimId(s, names));
-    const { ipv6 } = await s.step("namespace", () => makeNamespace(s, { names, hostBatch: [`netns add ${names.netns}`], teardownBatch: planTeardown(names) }));
+    // Stale sandboxes of dead owners go while this one is built: gc touches only theirs.
+    const [{ ipv6 }] = await s.step("namespace", () => Promise.all([makeNamespace(s, names), collectStale(s)]));
     const watch = await s.step("watch", () => openWatch(s, names));
     const { plan, fenced } = await s.step("fence", () => fence(s, names, watch, ipv6, choosing));
     const detection = await s.step("verify", () => verify(s, watch, fenced));
-    await s.step("door", () => openDoor(s, plan));
+    await s.step("door", () => openDoor(s, plan, door));
     warnIfRoot(s);
     // One object for the line and the state file, so `ls` says what the line said.
     const line = ready(s, plan, watch, fenced, detection);

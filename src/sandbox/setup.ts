@@ -5,7 +5,10 @@ import { constants } from "node:os";
 import { diag } from "../diag.ts";
 import { nowTs } from "../events/bypass-event.ts";
 import type { Degraded, EventLine } from "../events/schema.ts";
-import type { RunConfig } from "./session.ts";
+import type { LineWriter } from "../events/line-writer.ts";
+import type { MonitorChoice } from "../monitor/watch.ts";
+import type { Backend } from "../plan/sandbox-plan.ts";
+import type { Policy } from "../policy/index.ts";
 
 /** Setup was stopped by a signal: exit 128+N after teardown. */
 export class Aborted extends Error {
@@ -16,6 +19,30 @@ export class Aborted extends Error {
 
 export function signalExit(signal: string): number {
   return 128 + ((constants.signals as Record<string, number>)[signal] ?? 0);
+}
+
+export interface RunConfig {
+  cmd: string[];
+  proxyPort: number;
+  /** The user's own proxy, in proxywall's namespace: the door relays to it and proxywall starts none. */
+  externalProxy: { host: string; port: number } | null;
+  backend: Backend | undefined;
+  nflogGroup: number;
+  logRate: number;
+  user: { uid: number; gid: number } | null;
+  stateDir: string;
+  allowDegraded: boolean;
+  events: LineWriter;
+  monitor: MonitorChoice;
+  /** Seconds between bypass_summary lines; 0 for only the final one. */
+  summaryInterval: number;
+  failOnBypass: boolean;
+  /** What the built-in proxy serves (the guard is always in it). */
+  policy: Policy;
+  /** A tunnel or request with no byte either way for this long is ended. */
+  idleTimeoutS: number;
+  /** At most this many client connections to the built-in proxy at once. */
+  maxClients: number;
 }
 
 interface Undo {

@@ -1,0 +1,82 @@
+// The fence step of a run: the plan made once (the fence's tool and features were decided while the
+// namespace was built, the watch decided the log rules), then installed; or, with
+// --allow-degraded, a loud run without it.
+import type { FenceChoice } from "../fence/select.ts";
+import { installFence } from "../fence/install.ts";
+import type { Watch } from "../monitor/watch.ts";
+import type { SandboxNames } from "../plan/addresses.ts";
+import { ALL_FEATURES, type Features } from "../plan/ruleset.ts";
+import { planSandbox, watchRules, type SandboxConfig, type SandboxPlan } from "../plan/sandbox-plan.ts";
+import { SetupError } from "./apply.ts";
+import type { Setup } from "./setup.ts";
+
+const FEATURE_LOSS: Record<keyof Features, { missing: string; fix: string; still: string }> = {
+  conntrack: {
+    missing: "conntrack (nf_conntrack / ct state): replies to connections made into the sandbox are dropped",
+    fix: "load nf_conntrack on the host (modprobe nf_conntrack) or run where it is built in",
+    still: "all direct TCP/UDP connections from CMD are still rejected",
+  },
+  log: {
+    missing: "packet logging (nft log / NFLOG or LOG target): bypass attempts cannot be reported",
+    fix: "load nfnetlink_log (NFLOG) or xt_LOG/nft_log on the host",
+    still: "all direct TCP/UDP connections from CMD are still rejected, silently",
+  },
+  limit: {
+    missing: "rate limiting (nft limit / xt_limit): the log step is not rate-limited",
+    fix: "load nft_limit or xt_limit on the host",
+    still: "all direct TCP/UDP connections are still rejected and logged",
+  },
+  queue: {
+    missing: "NFQUEUE (nft queue / xt_NFQUEUE): TCP attempts cannot be held while their process is looked up, so most are reported without a process",
+    fix: "load nfnetlink_queue and nft_queue (or xt_NFQUEUE) on the host",
+    still: "all direct TCP/UDP connections are still rejected and logged",
+  },
+};
+
+/**
+ * The plan, made once: the fence's tool and features were decided meanwhile (check-only runs
+ * started with the run), the watch decided the log rules. Then the fence is installed.
+ */
+export async function fence(s: Setup, names: SandboxNames, watch: Watch, ipv6: boolean, choosing: Promise<FenceChoice>): Promise<{ plan: SandboxPlan; fenced: boolean }> {
+  const config = (backend: SandboxConfig["backend"], features: Features): SandboxConfig => ({
+    id: s.id,
+    proxyPort: s.cfg.proxyPort,
+    ipv6,
+    backend,
+    ...watchRules(watch.logKind, s.cfg.nflogGroup, names.logPrefix),
+    logRate: s.cfg.logRate,
+    features,
+  });
+  let chosen: FenceChoice;
+  try {
+    chosen = await choosing;
+  } catch (e) {
+    if (!(e instanceof SetupError) || !s.cfg.allowDegraded) throw e;
+    return { plan: planSandbox(config(s.cfg.backend ?? "nft", ALL_FEATURES)), fenced: unfenced(s, watch, e) };
+  }
+  const { features, missing } = chosen.byLog[watch.logKind];
+  const plan = planSandbox(config(chosen.backend, features));
+  for (const m of missing) s.degrade(m, FEATURE_LOSS[m].missing, FEATURE_LOSS[m].fix, FEATURE_LOSS[m].still);
+  try {
+    await installFence(chosen, plan.fence, names.netns);
+  } catch (e) {
+    if (!(e instanceof SetupError) || !s.cfg.allowDegraded) throw e;
+    return { plan, fenced: unfenced(s, watch, e) };
+  }
+  watch.fenceInstalled(chosen.backend, features);
+  return { plan, fenced: true };
+}
+
+/** --allow-degraded and no fence: CMD runs, loudly. Always false (fenced). */
+function unfenced(s: Setup, watch: Watch, e: Error): false {
+  // No rules, so nothing to log or hold: the monitor has nothing to watch.
+  watch.fenceInstalled(null, { queue: false, log: false });
+  s.degrade(
+    "fence",
+    `the firewall rules could not be installed: ${e.message}`,
+    "run as root (or with CAP_NET_ADMIN) where nftables or iptables works; see proxywall doctor",
+    "only the namespace: its one link leads nowhere, so direct connections fail, but slowly and unreported",
+  );
+  return false;
+}
+
