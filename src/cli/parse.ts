@@ -2,7 +2,7 @@
 import { defineCommand } from "citty";
 import { noFTL } from "bun:jsc";
 import * as v from "valibot";
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, readSync } from "node:fs";
 import { KernelLogParser } from "../kernel-log/log-parser.ts";
 import { anySandboxPrefix, exactPrefix } from "../kernel-log/log-prefix.ts";
 import { EventWriter } from "../events/event-writer.ts";
@@ -11,6 +11,7 @@ import { bypassEventLine } from "../events/bypass-event.ts";
 import { AddressPortOption, validate } from "./argv.ts";
 import { eventFormatArg } from "./fence-options.ts";
 import { usageError } from "../exit-codes.ts";
+import { openInput } from "../sys/input-file.ts";
 
 const Options = v.object({
   file: v.optional(v.string(), "-"),
@@ -20,29 +21,11 @@ const Options = v.object({
   eventFormat: EventFormatOption,
 });
 
-const OPEN_ERRORS: Record<string, string> = {
-  ENOENT: "no such file",
-  ENOTDIR: "no such file",
-  EACCES: "permission denied",
-  EPERM: "permission denied",
-  EISDIR: "is a directory",
-};
-
 /** The input file, opened; a usage error (exit 2) that says why when it cannot be read. */
-function openInput(file: string): number {
-  let fd: number;
-  try {
-    fd = openSync(file, "r");
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? "";
-    throw usageError(`cannot read ${file}: ${OPEN_ERRORS[code] ?? (e as Error).message}`);
-  }
-  // open(2) accepts a directory for reading; only read(2) would fail, with EISDIR.
-  if (fstatSync(fd).isDirectory()) {
-    closeSync(fd);
-    throw usageError(`cannot read ${file}: is a directory`);
-  }
-  return fd;
+function openFile(file: string): number {
+  const r = openInput(file);
+  if ("why" in r) throw usageError(`cannot read ${file}: ${r.why}`);
+  return r.fd;
 }
 
 /**
@@ -89,7 +72,7 @@ export default defineCommand({
   async run({ args }) {
     const opts = validate(Options, { file: args.file, prefix: args.prefix, proxy: args.proxy, stats: args.stats, eventFormat: args["event-format"] });
     const proxy = opts.proxy && { addrs: [opts.proxy.addr], port: opts.proxy.port };
-    const fd = opts.file === "-" ? 0 : openInput(opts.file);
+    const fd = opts.file === "-" ? 0 : openFile(opts.file);
     // The JSON encoder is one very large function. JavaScriptCore's top tier (FTL) compiles it in
     // about 100 ms of CPU and some 6 MB of compiler memory, which raised the peak RSS of a long
     // parse (70 MiB against 63) and cost more CPU than the faster code saved (bench/parse.ts). It

@@ -3,8 +3,9 @@
 // lines in, a policy file out.
 import { defineCommand } from "citty";
 import { lookup } from "node:dns/promises";
-import { closeSync, fstatSync, openSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { EXIT, usageError } from "../exit-codes.ts";
+import { readInputText } from "../sys/input-file.ts";
 import { decideResolved, decideTarget, loadPolicy, normaliseHost, type Policy, type Verdict } from "../policy/index.ts";
 import { guardTable } from "../policy/guard.ts";
 import { Learner } from "../policy/learn.ts";
@@ -106,14 +107,6 @@ function render(r: CheckResult): string {
   return lines.join("\n");
 }
 
-const OPEN_ERRORS: Record<string, string> = {
-  ENOENT: "no such file",
-  ENOTDIR: "no such file",
-  EACCES: "permission denied",
-  EPERM: "permission denied",
-  EISDIR: "is a directory",
-};
-
 function readInput(file: string): string {
   if (file === "-") {
     try {
@@ -123,19 +116,9 @@ function readInput(file: string): string {
       return "";
     }
   }
-  let fd: number;
-  try {
-    fd = openSync(file, "r");
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? "";
-    throw usageError(`cannot read ${file}: ${OPEN_ERRORS[code] ?? (e as Error).message}`);
-  }
-  try {
-    if (fstatSync(fd).isDirectory()) throw usageError(`cannot read ${file}: is a directory`);
-    return readFileSync(fd, "utf8");
-  } finally {
-    closeSync(fd);
-  }
+  const r = readInputText(file);
+  if ("why" in r) throw usageError(`cannot read ${file}: ${r.why}`);
+  return r.text;
 }
 
 async function learn(files: string[]): Promise<number> {

@@ -4,7 +4,7 @@
 // structures, so memory stays flat however long the input is.
 import { defineCommand } from "citty";
 import * as v from "valibot";
-import { closeSync, fstatSync, openSync, readSync, writeSync } from "node:fs";
+import { closeSync, readSync, writeSync } from "node:fs";
 import { ReportAggregator } from "../report/aggregate.ts";
 import { renderHtml } from "../report/html.ts";
 import { renderMarkdown } from "../report/markdown.ts";
@@ -12,6 +12,7 @@ import { renderText } from "../report/text.ts";
 import { LineReader } from "../report/lines.ts";
 import { validate } from "./argv.ts";
 import { usageError } from "../exit-codes.ts";
+import { openInput, unreadableWhy } from "../sys/input-file.ts";
 
 const FORMATS = { markdown: renderMarkdown, html: renderHtml, text: renderText } as const;
 
@@ -24,27 +25,11 @@ const Options = v.object({
 const MAX_LINE = 256 * 1024;
 const CHUNK_BYTES = 64 * 1024;
 
-const OPEN_ERRORS: Record<string, string> = {
-  ENOENT: "no such file",
-  ENOTDIR: "no such file",
-  EACCES: "permission denied",
-  EPERM: "permission denied",
-  EISDIR: "is a directory",
-};
-
 /** A file opened for reading, or a usage error (exit 2) that says why it cannot be read. */
-function openInput(file: string): number {
-  let fd: number;
-  try {
-    fd = openSync(file, "r");
-  } catch (e) {
-    throw usageError(`cannot read ${file}: ${OPEN_ERRORS[(e as NodeJS.ErrnoException).code ?? ""] ?? (e as Error).message}`);
-  }
-  if (fstatSync(fd).isDirectory()) {
-    closeSync(fd);
-    throw usageError(`cannot read ${file}: is a directory`);
-  }
-  return fd;
+function openFile(file: string): number {
+  const r = openInput(file);
+  if ("why" in r) throw usageError(`cannot read ${file}: ${r.why}`);
+  return r.fd;
 }
 
 /** Reads `fd` to its end into one reused buffer (see parse.ts for why blocking reads). */
@@ -61,7 +46,7 @@ async function readAll(fd: number, file: string, push: (bytes: Uint8Array) => vo
         for await (const chunk of Bun.stdin.stream()) push(chunk);
         return;
       }
-      throw usageError(`cannot read ${file}: ${OPEN_ERRORS[code ?? ""] ?? (e as Error).message}`);
+      throw usageError(`cannot read ${file}: ${unreadableWhy(e)}`);
     }
     if (n === 0) return;
     push(buf.subarray(0, n));
@@ -90,7 +75,7 @@ export default defineCommand({
     const opts = validate(Options, { files: args._.map(String), format: args.format });
     const files = opts.files.length === 0 ? ["-"] : opts.files;
     // Every file is opened before any is read: an unreadable one fails at once, with no output.
-    const fds = files.map((f) => (f === "-" ? 0 : openInput(f)));
+    const fds = files.map((f) => (f === "-" ? 0 : openFile(f)));
     const agg = new ReportAggregator();
     let oversize = 0;
     try {

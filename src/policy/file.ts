@@ -9,7 +9,7 @@
 //       exe: [/usr/bin/psql, "/opt/app/**"]
 //   deny:
 //     - "*.evil.example"
-import { readFileSync } from "node:fs";
+import { readInputText } from "../sys/input-file.ts";
 import * as v from "valibot";
 
 const PortItem = v.union([v.pipe(v.number(), v.integer("a port is a whole number")), v.string()], "a port is a number or a string such as \"8000-8100\"");
@@ -99,23 +99,11 @@ function innermost(issue: v.BaseIssue<unknown>, outer: v.IssuePathItem[] = []): 
   return { message: issue.message, path };
 }
 
-const OPEN_ERRORS: Record<string, string> = {
-  ENOENT: "no such file",
-  ENOTDIR: "no such file",
-  EACCES: "permission denied",
-  EPERM: "permission denied",
-  EISDIR: "is a directory",
-};
-
 /** The entries of one policy file, or a one-line error naming the file. */
 export function readPolicyFile(file: string): RawEntry[] | string {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? "";
-    return `${file}: cannot read: ${OPEN_ERRORS[code] ?? (e as Error).message}`;
-  }
+  const read = readInputText(file);
+  if ("why" in read) return `${file}: cannot read: ${read.why}`;
+  const text = read.text;
   let doc: unknown;
   try {
     doc = file.endsWith(".json") ? JSON.parse(text) : Bun.YAML.parse(text);
