@@ -18,6 +18,7 @@ import { openEventSink } from "../src/events/sink.ts";
 import { ECS_PACKAGE_VERSION, ecsIssues } from "./support/ecs.ts";
 import { ocsfIssues } from "./support/ocsf.ts";
 import { tempDir } from "./support/temp.ts";
+import { runCli as proxywall } from "./support/cli.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const README = readFileSync(join(ROOT, "README.md"), "utf8");
@@ -275,11 +276,6 @@ describe("writing the lines", () => {
   });
 });
 
-async function proxywall(args: string[]) {
-  const p = Bun.spawn([process.execPath, "src/main.ts", ...args], { cwd: ROOT, stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" } });
-  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-  return { code, stdout, stderr };
-}
 
 describe("proxywall parse --event-format", () => {
   for (const fixture of ["kmsg-records.txt", "dmesg-lines.txt"]) {

@@ -8,6 +8,7 @@ import path from "node:path";
 import * as v from "valibot";
 import { EventLine } from "../src/events/schema.ts";
 import { HINTS } from "../src/events/hints.ts";
+import { runCli as proxywall } from "./support/cli.ts";
 
 const ROOT = path.join(import.meta.dir, "..");
 const FIXTURES = path.join(import.meta.dir, "fixtures");
@@ -21,17 +22,6 @@ interface Result {
   stderr: string;
 }
 
-async function proxywall(args: string[], stdin?: string | Uint8Array): Promise<Result> {
-  const p = Bun.spawn([process.execPath, "src/main.ts", ...args], {
-    cwd: ROOT,
-    stdin: stdin === undefined ? "ignore" : new Blob([stdin]),
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { ...process.env, NO_COLOR: "1" },
-  });
-  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-  return { code, stdout, stderr };
-}
 
 // ---- a validator for the part of JSON Schema (2020-12) that `proxywall schema` uses -------------
 

@@ -3,25 +3,13 @@
 // that do not resolve; a resolved name's addresses are given to `check` by a stand-in resolver.
 import { afterAll, describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
-import path from "node:path";
 import { check } from "../src/cli/policy.ts";
 import { decideResolved, decideTarget, loadPolicy, type Policy } from "../src/policy/index.ts";
 import { Learner } from "../src/policy/learn.ts";
 import { tempDir } from "./support/temp.ts";
+import { runCli as proxywall } from "./support/cli.ts";
 
-const ROOT = path.join(import.meta.dir, "..");
 
-async function proxywall(args: string[], stdin?: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  const p = Bun.spawn([process.execPath, "src/main.ts", ...args], {
-    cwd: ROOT,
-    stdin: stdin === undefined ? "ignore" : new Blob([stdin]),
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { ...process.env, NO_COLOR: "1" },
-  });
-  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-  return { code, stdout, stderr };
-}
 
 const dir = tempDir("policy-cli-");
 afterAll(() => dir.remove());

@@ -2,7 +2,6 @@
 // 0600), `--events fd:N` for an open descriptor; anything else is one line saying why.
 import { afterAll, afterEach, describe, expect, test } from "bun:test";
 import { closeSync, mkdirSync, openSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { LineWriter } from "../src/events/line-writer.ts";
 import { openEventSink } from "../src/events/sink.ts";
 import { tempDir } from "./support/temp.ts";

@@ -2,7 +2,7 @@
 import { defineCommand } from "citty";
 import { noFTL } from "bun:jsc";
 import * as v from "valibot";
-import { closeSync, readSync } from "node:fs";
+import { closeSync } from "node:fs";
 import { KernelLogParser } from "../kernel-log/log-parser.ts";
 import { anySandboxPrefix, exactPrefix } from "../kernel-log/log-prefix.ts";
 import { EventWriter } from "../events/event-writer.ts";
@@ -11,7 +11,7 @@ import { bypassEventLine } from "../events/bypass-event.ts";
 import { AddressPortOption, validate } from "./argv.ts";
 import { eventFormatArg } from "./fence-options.ts";
 import { usageError } from "../exit-codes.ts";
-import { openInput } from "../sys/input-file.ts";
+import { openInput, readChunks } from "../sys/input-file.ts";
 
 const Options = v.object({
   file: v.optional(v.string(), "-"),
@@ -28,37 +28,7 @@ function openFile(file: string): number {
   return r.fd;
 }
 
-/**
- * Bytes per read: what a pipe holds by default. Reads of 16 KiB to 1 MiB from a file measured the
- * same within the noise; the buffer is all the input the parser holds at once.
- */
-const CHUNK_BYTES = 64 * 1024;
 
-/**
- * Reads `fd` to the end into one reused buffer, with blocking reads: nothing else runs in this
- * process while it parses, and the output is written synchronously too. Reading through a stream
- * instead allocated a new chunk per read, and Bun's file stream polls the descriptor with epoll,
- * which refuses /dev/null and regular files given as standard input (EPERM).
- */
-async function readAll(fd: number, parser: KernelLogParser): Promise<void> {
-  const buf = new Uint8Array(CHUNK_BYTES);
-  for (;;) {
-    let n: number;
-    try {
-      n = readSync(fd, buf, 0, buf.length, null);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === "EINTR") continue;
-      // A non-blocking standard input (its O_NONBLOCK is shared with whoever set it): wait for
-      // data through Bun's event loop for the rest, with a chunk per read.
-      if (code !== "EAGAIN" || fd !== 0) throw e;
-      for await (const chunk of Bun.stdin.stream()) parser.pushBytes(chunk);
-      return;
-    }
-    if (n === 0) return;
-    parser.pushBytes(buf.subarray(0, n));
-  }
-}
 
 export default defineCommand({
   meta: { name: "parse", description: "Read kernel-log text (kmsg, dmesg, journalctl -k, syslog) and print one bypass_detect line per proxywall record" },
@@ -87,7 +57,7 @@ export default defineCommand({
       onEvent: opts.eventFormat === "json" ? (e) => out.writeEncoded(e, bypassEventLine) : (e) => out.write(e),
     });
     try {
-      await readAll(fd, parser);
+      await readChunks(fd, (b) => parser.pushBytes(b));
     } finally {
       if (fd !== 0) closeSync(fd);
     }

@@ -4,7 +4,7 @@
 // structures, so memory stays flat however long the input is.
 import { defineCommand } from "citty";
 import * as v from "valibot";
-import { closeSync, readSync, writeSync } from "node:fs";
+import { closeSync, writeSync } from "node:fs";
 import { ReportAggregator } from "../report/aggregate.ts";
 import { renderHtml } from "../report/html.ts";
 import { renderMarkdown } from "../report/markdown.ts";
@@ -12,7 +12,7 @@ import { renderText } from "../report/text.ts";
 import { LineReader } from "../report/lines.ts";
 import { validate } from "./argv.ts";
 import { usageError } from "../exit-codes.ts";
-import { openInput, unreadableWhy } from "../sys/input-file.ts";
+import { openInput, readChunks, unreadableWhy } from "../sys/input-file.ts";
 
 const FORMATS = { markdown: renderMarkdown, html: renderHtml, text: renderText } as const;
 
@@ -23,7 +23,6 @@ const Options = v.object({
 
 /** The longest event line read; a longer one is skipped (a cmdline of 256 KiB is already absurd). */
 const MAX_LINE = 256 * 1024;
-const CHUNK_BYTES = 64 * 1024;
 
 /** A file opened for reading, or a usage error (exit 2) that says why it cannot be read. */
 function openFile(file: string): number {
@@ -32,26 +31,6 @@ function openFile(file: string): number {
   return r.fd;
 }
 
-/** Reads `fd` to its end into one reused buffer (see parse.ts for why blocking reads). */
-async function readAll(fd: number, file: string, push: (bytes: Uint8Array) => void): Promise<void> {
-  const buf = new Uint8Array(CHUNK_BYTES);
-  for (;;) {
-    let n: number;
-    try {
-      n = readSync(fd, buf, 0, buf.length, null);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code === "EINTR") continue;
-      if (code === "EAGAIN" && fd === 0) {
-        for await (const chunk of Bun.stdin.stream()) push(chunk);
-        return;
-      }
-      throw usageError(`cannot read ${file}: ${unreadableWhy(e)}`);
-    }
-    if (n === 0) return;
-    push(buf.subarray(0, n));
-  }
-}
 
 function writeOut(text: string): void {
   const bytes = new TextEncoder().encode(text);
@@ -86,7 +65,11 @@ export default defineCommand({
           lineNo++;
           agg.addLine(line, () => `${name}:${lineNo}`);
         }, MAX_LINE);
-        await readAll(fds[i]!, name, (b) => splitter.push(b));
+        try {
+          await readChunks(fds[i]!, (b) => splitter.push(b));
+        } catch (e) {
+          throw usageError(`cannot read ${name}: ${unreadableWhy(e)}`);
+        }
         splitter.end();
         oversize += splitter.oversize;
       }

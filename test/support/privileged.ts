@@ -3,13 +3,11 @@
 // behind, and a way to run proxywall from source and collect its event lines.
 import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, readdirSync } from "node:fs";
-import { join } from "node:path";
-import { splitStderr, type Event } from "./events.ts";
+import { proxywall } from "./cli.ts";
 
 export { eventsOf, splitStderr, type Event } from "./events.ts";
 
-export const ROOT = join(import.meta.dir, "../..");
-export const MAIN = join(ROOT, "src/main.ts");
+export { MAIN, proxywall, ROOT, type Run } from "./cli.ts";
 /** Tests use their own state dir, so they never touch a developer's live sandboxes. */
 export const TEST_STATE_DIR = "/run/proxywall-test";
 export const TEST_ARGS = ["--state-dir", TEST_STATE_DIR];
@@ -75,30 +73,3 @@ export function hostSnapshot(): HostSnapshot {
   };
 }
 
-export interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-  /** Event lines proxywall wrote to stderr (its default event destination). */
-  events: Event[];
-  /** stderr lines that are not JSON: diagnostics and CMD's own stderr. */
-  text: string[];
-}
-
-/**
- * Runs `proxywall ARGS` from source (or the compiled binary `bin`), with `prefix` in front (ip
- * netns exec NS, setpriv, ...); bounded by `timeoutMs`.
- */
-export async function proxywall(args: string[], opts: { timeoutMs?: number; env?: Record<string, string>; stdin?: string; prefix?: string[]; bin?: string } = {}): Promise<Run> {
-  const p = Bun.spawn([...(opts.prefix ?? []), ...(opts.bin ? [opts.bin] : [process.execPath, MAIN]), ...args], {
-    cwd: ROOT,
-    stdin: opts.stdin === undefined ? "ignore" : new TextEncoder().encode(opts.stdin),
-    stdout: "pipe",
-    stderr: "pipe",
-    env: { ...process.env, ...opts.env },
-  });
-  const timer = setTimeout(() => p.kill("SIGKILL"), opts.timeoutMs ?? 30_000);
-  const [stdout, stderr, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
-  clearTimeout(timer);
-  return { code, stdout, stderr, ...splitStderr(stderr) };
-}
