@@ -4,6 +4,10 @@
 // resolver answer that changes between the check and the connect cannot reach a refused address.
 // A CONNECT tunnel holds the client's first bytes until they show whether they are a TLS
 // ClientHello, and for which server name (domain fronting is refused before any byte goes up).
+//
+// Over 400 lines on purpose: one connection's states and the events that move it between them are
+// one state machine, read best in one place; what is not state (admission, refusal texts, the
+// ClientHello reader, name resolution) lives in modules of its own.
 import net from "node:net";
 import { diag } from "../diag.ts";
 import { nowTs } from "../events/bypass-event.ts";
