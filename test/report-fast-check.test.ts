@@ -56,8 +56,9 @@ describe("fast check", () => {
 
   test("schemas it cannot mirror are refused, so valibot is used", () => {
     expect(() => compileCheck(v.pipe(v.string(), v.transform((s) => s.length)))).toThrow(UnsupportedSchema);
-    expect(() => compileCheck(v.object({ a: v.optional(v.string()) }))).toThrow(UnsupportedSchema);
-    expect(() => compileCheck(v.union([v.string(), v.number()]))).toThrow(UnsupportedSchema);
+    expect(() => compileCheck(v.object({ a: v.optional(v.string(), "x") }))).toThrow(UnsupportedSchema);
+    expect(() => compileCheck(v.record(v.string(), v.number()))).toThrow(UnsupportedSchema);
+    expect(() => compileCheck(v.tuple([v.string()]))).toThrow(UnsupportedSchema);
   });
 
   test("the actions it knows", () => {
@@ -65,5 +66,23 @@ describe("fast check", () => {
     expect(c({ s: "ab", n: 3 })).toBe(true);
     expect(c({ s: "ab", n: 3, more: 1 })).toBe(true); // object, not strict
     for (const bad of [{ s: "a", n: 3 }, { s: "abcd", n: 3 }, { s: "bb", n: 3 }, { s: "ab", n: 0 }, { s: "ab", n: 10 }, { s: "ab", n: 1.5 }, { s: "ab", n: NaN }, { s: "ab" }]) expect(c(bad)).toBe(false);
+  });
+
+  test("optional keys and unions, as valibot reads them", () => {
+    const schema = v.strictObject({
+      o: v.optional(v.nullable(v.number())),
+      e: v.exactOptional(v.string()),
+      n: v.nullish(v.pipe(v.string(), v.minLength(2))),
+      u: v.union([v.picklist(["tcp", "udp"]), v.pipe(v.string(), v.regex(/^ip-\d{1,3}$/))]),
+    });
+    const c = compileCheck(schema);
+    const cases: unknown[] = [
+      { u: "tcp" }, { u: "ip-17" }, { u: "ip-x" }, { u: 6 }, {},
+      { u: "udp", o: 1 }, { u: "udp", o: null }, { u: "udp", o: undefined }, { u: "udp", o: "1" },
+      { u: "udp", e: "s" }, { u: "udp", e: undefined }, { u: "udp", e: 1 },
+      { u: "udp", n: null }, { u: "udp", n: undefined }, { u: "udp", n: "ab" }, { u: "udp", n: "a" },
+      { u: "udp", extra: 1 },
+    ];
+    for (const x of cases) expect({ x, ok: c(x) }).toEqual({ x, ok: v.safeParse(schema, x).success });
   });
 });

@@ -4,7 +4,7 @@
 import type { ArgsDef } from "citty";
 import * as v from "valibot";
 import { intOption } from "./argv.ts";
-import { EventFormatOption } from "../events/formats/index.ts";
+import { OutputFormatOption } from "../events/formats/index.ts";
 
 export const fenceArgs = {
   backend: { type: "string", description: "firewall tool: nft, or iptables (iptables-restore + ip6tables-restore); default: nft, or iptables where nft is missing or lacks a feature the plan needs", valueHint: "nft|iptables" },
@@ -35,13 +35,13 @@ export const eventFormatArg = { type: "string", description: "json (proxywall's 
 export const watchArgs = {
   events: { type: "string", description: "where JSON event lines go: a file (appended) or fd:N (default: run stderr, monitor stdout)", valueHint: "PATH|fd:N" },
   "summary-interval": { type: "string", description: "seconds between bypass_summary lines (0: only at exit)", default: "10" },
-  "event-format": eventFormatArg,
+  "event-format": { type: "string", description: "json, ocsf, ecs, or human (short lines for a person); default: human when the lines go to a terminal, else json", valueHint: "json|ocsf|ecs|human" },
 } as const satisfies ArgsDef;
 
 export const WatchOptions = v.object({
   events: v.optional(v.pipe(v.string(), v.minLength(1, "must not be empty"), v.maxLength(4096, "is too long"))),
   summaryInterval: intOption(0, 86400),
-  eventFormat: EventFormatOption,
+  eventFormat: OutputFormatOption,
 });
 
 export function watchInput(args: Record<string, unknown>) {

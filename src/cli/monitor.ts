@@ -6,7 +6,7 @@ import * as v from "valibot";
 import { diag } from "../diag.ts";
 import { nowTs } from "../events/bypass-event.ts";
 import type { Degraded, EventLine } from "../events/schema.ts";
-import { openEventSink } from "../events/sink.ts";
+import { openEventOutputs } from "../events/human.ts";
 import { newSandboxId, sandboxNames } from "../plan/addresses.ts";
 import { attachLogRules } from "../monitor/attach.ts";
 import { Watch } from "../monitor/watch.ts";
@@ -49,7 +49,7 @@ export default defineCommand({
     const nsPath = o.netns !== undefined ? `/run/netns/${o.netns}` : `/proc/${o.pid}/ns/net`;
     if (!existsSync(nsPath)) throw usageError(o.netns !== undefined ? `no network namespace named ${o.netns}` : `no process ${o.pid}`);
     const allow = o.proxy ? [o.proxy] : [];
-    const sink = openEventSink(o.events ?? "fd:1", o.eventFormat);
+    const sink = await openEventOutputs(o.eventFormat, o.events, 1);
     if (typeof sink === "string") throw usageError(sink);
     if (!canBuildSandbox()) throw new ExitError("monitor needs root, or CAP_NET_ADMIN (to add log rules inside the namespace)", EXIT.sandbox);
 

@@ -2,7 +2,7 @@
 import { defineCommand } from "citty";
 import * as v from "valibot";
 import { diag } from "../diag.ts";
-import { openEventSink } from "../events/sink.ts";
+import { openEventOutputs } from "../events/human.ts";
 import { newSandboxId, sandboxNames } from "../plan/addresses.ts";
 import { ALL_FEATURES } from "../plan/ruleset.ts";
 import { planSandbox, renderPlan } from "../plan/sandbox-plan.ts";
@@ -85,14 +85,15 @@ export default defineCommand({
       return EXIT.ok;
     }
 
-    const events = openEventSink(o.events, o.eventFormat);
+    const events = await openEventOutputs(o.eventFormat, o.events, 2);
     if (typeof events === "string") throw usageError(events);
     if (!canBuildSandbox()) {
       throw new ExitError("cannot build the sandbox: needs root, or CAP_NET_ADMIN and CAP_SYS_ADMIN (creating a network namespace)", EXIT.sandbox);
     }
     diag.debug(`running ${cmd.join(" ")}`);
     const { runSandbox } = await import("../sandbox/session.ts");
-    return runSandbox({
+    const ci = (await import("../sandbox/ci-summary.ts")).startCiSummary(events);
+    const code = await runSandbox({
       cmd,
       proxyPort: o.proxyPort,
       externalProxy: o.externalProxy ? { host: o.externalProxy.addr, port: o.externalProxy.port } : null,
@@ -110,5 +111,7 @@ export default defineCommand({
       idleTimeoutS: o.idleTimeout,
       maxClients: o.maxClients,
     });
+    ci?.end();
+    return code;
   },
 });

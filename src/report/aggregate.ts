@@ -13,7 +13,23 @@ export type { Dest, Program, ProxyDest, Report, SandboxSummary } from "./types.t
 /** Bounds per sandbox; what goes beyond is counted under one "*" entry. */
 export const LIMITS = { sandboxes: 100, programs: 200, destsPerProgram: 20, proxyDests: 300, pids: 64, dnsQueries: 5, hints: 50 };
 
-type ProgramAcc = Program & { pidSet: Set<number>; destMap: Map<string, Dest> };
+type ProgramAcc = Program & {
+  pidSet: Set<number>;
+  /** Destinations in the order first seen, and an index by address, then by port and protocol. */
+  destList: Dest[];
+  destIndex: Map<string, Map<number, Dest>>;
+  otherDests: Dest | null;
+};
+
+/**
+ * A node of the index of programs: the first level is the executable, each next one a parent's.
+ * Nested maps of the strings the lines already hold, rather than one key built per line (building
+ * and hashing that key cost more than the rest of a bypass line's counting).
+ */
+interface ProgramNode {
+  prog: ProgramAcc | null;
+  next: Map<string, ProgramNode> | null;
+}
 
 const base = (exe: string | null) => (exe === null ? "?" : (exe.split("/").pop() ?? exe));
 
@@ -25,6 +41,7 @@ class SandboxAcc {
   bypass = { events: 0, tcp: 0, udp: 0, observed: 0 };
   totals: BypassTotals | null = null;
   programs = new Map<string, ProgramAcc>();
+  private readonly programIndex = new Map<string, ProgramNode>();
   proxy = { requests: 0, allowed: 0, refused: 0, bytesUp: 0, bytesDown: 0 };
   proxyDests = new Map<string, ProxyDest>();
   degraded = new Map<string, Degraded>();
@@ -66,32 +83,51 @@ class SandboxAcc {
     else b.udp++;
     if (e.action === "observe") b.observed++;
     const p = e.process;
-    let exe: string | null = null;
-    let key = p === null ? "?none" : "?unresolved";
-    if (p?.resolved) {
-      exe = p.exe;
-      key = exe ?? "?";
-      for (const a of p.ancestors) key += `\0${a.exe ?? "?"}`;
-    }
-    let prog = this.programs.get(key);
-    if (!prog) prog = this.newProgram(this.programs.size >= LIMITS.programs ? "*" : key, e);
+    const exe = p?.resolved ? p.exe : null;
+    const prog = this.programOf(e);
     prog.attempts++;
     if (p?.resolved && prog.pidSet.size < LIMITS.pids) prog.pidSet.add(p.pid);
-    let dkey = `${e.proto} ${e.dst_addr} ${e.dst_port}`;
-    let d = prog.destMap.get(dkey);
-    if (!d) {
-      if (prog.destMap.size >= LIMITS.destsPerProgram) dkey = "*";
-      d = prog.destMap.get(dkey);
-      if (!d) {
-        d = dkey === "*" ? { proto: "*", addr: "*", port: 0, count: 0, dnsQueries: [] } : { proto: e.proto, addr: e.dst_addr, port: e.dst_port, count: 0, dnsQueries: [] };
-        prog.destMap.set(dkey, d);
-      }
-    }
+    const d = this.destOf(prog, e);
     d.count++;
     if (e.dns_query !== null && d.dnsQueries.length < LIMITS.dnsQueries && !d.dnsQueries.includes(e.dns_query)) d.dnsQueries.push(e.dns_query);
     this.countHint(e.hint);
     const label = this.timeline.detailFull ? "" : `${base(exe)}: ${e.proto} ${hostPort(e.dst_addr, e.dst_port)}${e.dns_query ? ` (${e.dns_query})` : ""}`;
     this.timeline.add(t, "bypass", label);
+  }
+
+  /** The program entry of `e`'s process and its parents; past the limit, the one "*" entry. */
+  private programOf(e: BypassDetect): ProgramAcc {
+    const p = e.process;
+    const full = this.programs.size >= LIMITS.programs;
+    const step = (level: Map<string, ProgramNode>, key: string): ProgramNode | null => {
+      let node = level.get(key);
+      if (!node && !full) level.set(key, (node = { prog: null, next: null }));
+      return node ?? null;
+    };
+    let node = step(this.programIndex, p === null ? "?none" : p.resolved ? (p.exe ?? "?") : "?unresolved");
+    if (p?.resolved) for (const a of p.ancestors) node = node && step((node.next ??= new Map()), a.exe ?? "?");
+    if (node?.prog) return node.prog;
+    const key = p === null ? "?none" : p.resolved ? [p.exe ?? "?", ...p.ancestors.map((a) => a.exe ?? "?")].join("\0") : "?unresolved";
+    const prog = this.newProgram(full ? "*" : key, e);
+    if (node) node.prog = prog;
+    return prog;
+  }
+
+  /** The destination entry of `e` in `prog`; past the limit, the program's one "other" entry. */
+  private destOf(prog: ProgramAcc, e: BypassDetect): Dest {
+    const portKey = e.dst_port * 2 + (e.proto === "udp" ? 1 : 0);
+    let byPort = prog.destIndex.get(e.dst_addr);
+    let d = byPort?.get(portKey);
+    if (d) return d;
+    if (prog.destList.length >= LIMITS.destsPerProgram) {
+      if (!prog.otherDests) prog.destList.push((prog.otherDests = { proto: "*", addr: "*", port: 0, count: 0, dnsQueries: [] }));
+      return prog.otherDests;
+    }
+    d = { proto: e.proto, addr: e.dst_addr, port: e.dst_port, count: 0, dnsQueries: [] };
+    if (!byPort) prog.destIndex.set(e.dst_addr, (byPort = new Map()));
+    byPort.set(portKey, d);
+    prog.destList.push(d);
+    return d;
   }
 
   /** A new program entry under `key` ("*" once there are too many). */
@@ -110,7 +146,9 @@ class SandboxAcc {
       cmdline: other || !p?.resolved ? null : p.cmdline,
       dests: [],
       pidSet: new Set(),
-      destMap: new Map(),
+      destList: [],
+      destIndex: new Map(),
+      otherDests: null,
     };
     this.programs.set(key, prog);
     return prog;
@@ -158,7 +196,7 @@ class SandboxAcc {
 
   summary(): SandboxSummary {
     const programs = [...this.programs.values()]
-      .map(({ pidSet, destMap, ...p }) => ({ ...p, pids: pidSet.size, dests: [...destMap.values()].sort((a, b) => b.count - a.count) }))
+      .map(({ pidSet, destList, destIndex: _, otherDests: __, ...p }) => ({ ...p, pids: pidSet.size, dests: [...destList].sort((a, b) => b.count - a.count) }))
       .sort((a, b) => b.attempts - a.attempts);
     const dests = [...this.proxyDests.values()].sort((a, b) => Number(a.allowed) - Number(b.allowed) || b.count - a.count);
     return {
