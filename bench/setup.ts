@@ -51,7 +51,7 @@ function debugSteps(stderr: string): Map<string, number> {
 }
 
 async function runProxywall(pw: Proxywall, leftovers: Leftovers): Promise<PwSample> {
-  const r = await runWithDeadline(runArgv(pw, ["true"]), RUN_DEADLINE_MS, { env: { PROXYWALL_DEBUG: "1" } });
+  const r = await runWithDeadline(runArgv(pw, ["true"], pw.name.endsWith("--keep-caps") ? ["--keep-caps"] : []), RUN_DEADLINE_MS, { env: { PROXYWALL_DEBUG: "1" } });
   leftovers.trackEvents(r.events);
   const ready = readyOf(r.events);
   const closed = r.events.find((e) => e.event === "sandbox_closed");
@@ -187,7 +187,9 @@ async function main(): Promise<number> {
   requireRootLinux("setup");
   const leftovers = new Leftovers();
   const compiled = compiledProxywall(true);
-  const variants = [FROM_SOURCE, ...(compiled.pw ? [{ ...compiled.pw, name: "compiled" }] : [])];
+  // "compiled --keep-caps" beside "compiled": the step `setup: CMD's init` (the exec stage and the
+  // PID namespace, from sandbox_ready to CMD running) with and without the capability drop.
+  const variants = [FROM_SOURCE, ...(compiled.pw ? [{ ...compiled.pw, name: "compiled" }, { ...compiled.pw, name: "compiled --keep-caps" }] : [])];
   let m: Measured;
   try {
     // gc of sandboxes a crashed benchmark left in the state directory (live ones are left alone).

@@ -1,6 +1,6 @@
 // `proxywall run` against the real kernel, ip, nft/iptables and real clients (root only).
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { rmSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createServer, type Server } from "node:net";
 import { createSocket, type Socket } from "node:dgram";
@@ -36,8 +36,8 @@ function parseClients(stdout: string): ClientResult[] {
 }
 
 /** Starts proxywall; `ready` resolves true once its sandbox_ready line is out, false if it never comes (for signal tests). */
-async function startRun(args: string[]) {
-  const run = background([process.execPath, MAIN, "run", ...TEST_ARGS, ...args]);
+async function startRun(args: string[], env?: Record<string, string>) {
+  const run = background([process.execPath, MAIN, "run", ...TEST_ARGS, ...args], env ? { env } : {});
   const ready = waitFor("sandbox_ready", () => (run.out.stderr.includes('"event":"sandbox_ready"') ? "ready" : run.closed && "closed"), 20_000).then(
     (r) => r === "ready",
     () => false,
@@ -128,7 +128,8 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
       echo "== fenced"; bash ${CLIENTS} "$H4" "$H6" ${port} ${udpPort}
       nft delete table inet proxywall || for t in iptables-legacy ip6tables-legacy iptables ip6tables; do $t -P OUTPUT ACCEPT; $t -F OUTPUT; done 2>/dev/null
       echo "== control"; bash ${CLIENTS} "$H4" "$H6" ${port} ${udpPort}`;
-    const r = await proxywall(["run", ...TEST_ARGS, "--", "bash", "-c", script], { timeoutMs: 60_000 });
+    // CMD moves a link and removes the rules itself: it needs proxywall's capabilities.
+    const r = await proxywall(["run", ...TEST_ARGS, "--keep-caps", "--", "bash", "-c", script], { timeoutMs: 60_000 });
     expect(r.code).toBe(0);
     const [fencedText, controlText] = r.stdout.split("== control");
     const fenced = parseClients(fencedText!);
@@ -168,11 +169,11 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
     expect(hostSnapshot()).toEqual(before);
   });
 
-  test("events: sandbox_ready before CMD, sandbox_closed after cleanup, degraded for root CMD; --events file and fd", async () => {
+  test("events: sandbox_ready before CMD, sandbox_closed after cleanup, degraded for a root CMD with --keep-caps; --events file and fd", async () => {
     using dir = tempDir("pw-events-");
     const file = dir.path("events.jsonl");
     writeFileSync(file, '{"earlier":"line"}\n');
-    const r = await proxywall(["run", ...TEST_ARGS, "--events", file, "--", "sh", "-c", "echo cmd-ran >&2"]);
+    const r = await proxywall(["run", ...TEST_ARGS, "--keep-caps", "--events", file, "--", "sh", "-c", "echo cmd-ran >&2"]);
     expect(r.code).toBe(0);
     expect(r.stderr).toBe("cmd-ran\n");
     const lines = (await Bun.file(file).text()).trim().split("\n").map((l) => JSON.parse(l));
@@ -208,17 +209,23 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
   });
 
   test("run restarts itself once, same pid, without JavaScriptCore's optimizing tiers; CMD never sees it; a user's own BUN_JSC_ choice is left alone", async () => {
-    // CMD prints its parent (proxywall) and the JIT variables in its own and in proxywall's environment.
-    const script = `echo "ppid=$PPID"; env | grep -E '^(BUN_JSC_|PROXYWALL_REEXECUTED)' | sed 's/^/cmd:/'; tr '\\0' '\\n' </proc/$PPID/environ | grep -E '^(BUN_JSC_|PROXYWALL_REEXECUTED)' | sed 's/^/proxywall:/'; true`;
+    // CMD prints the JIT variables in its own environment; proxywall's (same pid: the re-execution
+    // keeps it) is read from outside while CMD runs, since CMD's PID namespace does not show it.
+    const jitVars = (text: string, tag: string) => text.split(/[\0\n]/).filter((l) => /^(BUN_JSC_|PROXYWALL_REEXECUTED)/.test(l)).map((l) => `${tag}:${l}`);
+    const script = `env | grep -E '^(BUN_JSC_|PROXYWALL_REEXECUTED)'; sleep 0.5; true`;
     const ours = await startRun(["--", "sh", "-c", script]);
     expect(await ours.ready).toBe(true);
+    const outer = readFileSync(`/proc/${ours.p.pid}/environ`, "latin1");
     const r = await ours.finish();
     expect(r.code).toBe(0);
-    expect(r.stdout.trim().split("\n").sort()).toEqual(["ppid=" + ours.p.pid, "proxywall:BUN_JSC_useDFGJIT=0", "proxywall:BUN_JSC_useFTLJIT=0", "proxywall:PROXYWALL_REEXECUTED=1"]);
+    expect([...jitVars(r.stdout, "cmd"), ...jitVars(outer, "proxywall")].sort()).toEqual(["proxywall:BUN_JSC_useDFGJIT=0", "proxywall:BUN_JSC_useFTLJIT=0", "proxywall:PROXYWALL_REEXECUTED=1"]);
 
-    const theirs = await proxywall(["run", ...TEST_ARGS, "--", "sh", "-c", script], { env: { BUN_JSC_useFTLJIT: "1" } });
-    expect(theirs.code).toBe(0);
-    expect(theirs.stdout.trim().split("\n").slice(1).sort()).toEqual(["cmd:BUN_JSC_useFTLJIT=1", "proxywall:BUN_JSC_useFTLJIT=1"]);
+    const theirs = await startRun(["--", "sh", "-c", script], { BUN_JSC_useFTLJIT: "1" });
+    expect(await theirs.ready).toBe(true);
+    const theirOuter = readFileSync(`/proc/${theirs.p.pid}/environ`, "latin1");
+    const t = await theirs.finish();
+    expect(t.code).toBe(0);
+    expect([...jitVars(t.stdout, "cmd"), ...jitVars(theirOuter, "proxywall")].sort()).toEqual(["cmd:BUN_JSC_useFTLJIT=1", "proxywall:BUN_JSC_useFTLJIT=1"]);
   });
 
   test("exit codes: CMD's own, 128+N for a signal, 127 for a missing command; nothing left behind", async () => {

@@ -15,6 +15,7 @@ import { policyArgs, policyFrom } from "./policy-options.ts";
 import { DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_CLIENTS } from "../proxy/http-proxy.ts";
 import { watchRules } from "../plan/sandbox-plan.ts";
 import { canBuildSandbox } from "../sys/capabilities.ts";
+import { parseFamilies } from "../sys/seccomp.ts";
 
 const Options = v.object({
   ...FenceOptions.entries,
@@ -22,6 +23,15 @@ const Options = v.object({
   proxyPort: intOption(1, 65535),
   externalProxy: v.optional(v.union([AddressPortOption, v.pipe(intOption(1, 65535), v.transform((port) => ({ addr: "127.0.0.1", port })))], "must be PORT or ADDRESS:PORT")),
   user: v.optional(v.string()),
+  keepCaps: v.boolean(),
+  socketFamilies: v.optional(v.pipe(v.string(), v.rawTransform(({ dataset, addIssue, NEVER }) => {
+    const r = parseFamilies(dataset.value);
+    if (typeof r === "string") {
+      addIssue({ message: r });
+      return NEVER;
+    }
+    return r;
+  }))),
   stateDir: v.pipe(v.string(), v.regex(/^\//, "must be an absolute path"), v.maxLength(1024, "is too long")),
   allowDegraded: v.boolean(),
   dryRun: v.boolean(),
@@ -39,6 +49,8 @@ export default defineCommand({
     "proxy-port": { type: "string", description: "port of the proxy's door on the sandbox's own loopback (127.0.0.1 and ::1)", default: "3128" },
     "external-proxy": { type: "string", description: "start no proxy: the door relays to your own proxy, listening where proxywall runs (ADDRESS defaults to 127.0.0.1)", valueHint: "[ADDRESS:]PORT" },
     user: { type: "string", description: "run CMD as this user (and group), without privileges", valueHint: "UID[:GID]" },
+    "keep-caps": { type: "boolean", description: "let CMD keep proxywall's capabilities (NET_ADMIN, SYS_ADMIN, ...: it could then remove the rules) and setuid programs work; a degraded line says so" },
+    "allow-socket-family": { type: "string", description: "socket families CMD may open besides unix, inet, inet6 and netlink (the fence does not see them)", valueHint: "vsock,packet,..." },
     "state-dir": { type: "string", description: "directory for state files of live sandboxes", default: DEFAULT_STATE_DIR },
     "allow-degraded": { type: "boolean", description: "run CMD even when the rules cannot be installed (with a loud degraded event)" },
     "dry-run": { type: "boolean", description: "print the commands and rules run would apply, change nothing" },
@@ -55,6 +67,8 @@ export default defineCommand({
       proxyPort: args["proxy-port"],
       externalProxy: args["external-proxy"],
       user: args.user,
+      keepCaps: args["keep-caps"] === true,
+      socketFamilies: args["allow-socket-family"],
       stateDir: args["state-dir"],
       allowDegraded: args["allow-degraded"] === true,
       dryRun: args["dry-run"] === true,
@@ -103,6 +117,8 @@ export default defineCommand({
       user,
       stateDir: o.stateDir,
       allowDegraded: o.allowDegraded,
+      keepCaps: o.keepCaps,
+      socketFamilies: o.socketFamilies ?? [],
       events,
       monitor: o.monitor,
       summaryInterval: o.summaryInterval,

@@ -43,6 +43,10 @@ const ProcessFacts = {
   cmdline: v.array(v.string()),
   uid: v.nullable(Id),
   start_time: v.pipe(v.nullable(v.string()), v.description("when the process started, RFC 3339 UTC")),
+  ns_pid: v.pipe(
+    v.optional(v.nullable(Pid)),
+    v.description("the pid CMD's own processes see (in the sandbox's PID namespace); pid is proxywall's view. Null where unknown; absent in lines of versions before it"),
+  ),
 };
 
 export const ResolvedProcess = v.strictObject({

@@ -4,7 +4,8 @@ import { existsSync } from "node:fs";
 import type { SandboxPlan } from "../plan/sandbox-plan.ts";
 import { inNetns, netnsPath } from "../sys/netns.ts";
 import { findTool, startTool, toolError, type ToolResult } from "../sys/tools.ts";
-import { pidsInNetns } from "../sys/procfs.ts";
+import { pidsInNetns, statFields } from "../sys/procfs.ts";
+import { statusNsPid } from "../monitor/process-info.ts";
 
 export class SetupError extends Error {}
 
@@ -29,18 +30,35 @@ export async function applyNetwork(plan: SandboxPlan): Promise<void> {
   if (inside.code !== 0) throw new SetupError(toolError(`configuring ${plan.names.netns} (ip -batch)`, inside));
 }
 
+/** How long teardown keeps scanning the namespace for processes to end. */
+const SCAN_BUDGET_MS = 2000;
+
 /**
  * Ends every process still inside the sandbox namespace, then removes the namespace (its links and
  * rules go with it). What CMD left running (a daemon, a background job; or CMD itself after
  * proxywall was SIGKILLed) would otherwise live on, without a network, in a namespace nobody owns.
+ * CMD's init (PID 1 of CMD's PID namespace) takes every process of that namespace with it, and is
+ * not counted; the scan repeats until it finds nothing (for where no PID namespace could be
+ * made, and for forks racing the kill), for at most SCAN_BUDGET_MS.
  */
 export async function removeSandbox(netns: string, teardown: readonly string[]): Promise<{ killed: number; left: string[] }> {
-  const pids = existsSync(netnsPath(netns)) ? pidsInNetns(netnsPath(netns)) : [];
-  for (const pid of pids) {
-    try {
-      process.kill(pid, "SIGKILL");
-    } catch {}
+  const ended = new Set<number>();
+  const inits = new Set<number>();
+  const deadline = performance.now() + SCAN_BUDGET_MS;
+  while (existsSync(netnsPath(netns))) {
+    const pids = pidsInNetns(netnsPath(netns)).filter((pid) => statFields(pid)?.[0] !== "Z");
+    if (pids.length === 0) break;
+    for (const pid of pids) {
+      if (!ended.has(pid) && statusNsPid(pid) === 1 && pid !== 1) inits.add(pid);
+      try {
+        process.kill(pid, "SIGKILL");
+        ended.add(pid);
+      } catch {}
+    }
+    if (performance.now() > deadline) break;
+    await Bun.sleep(5);
   }
   await ipBatch(teardown, { force: true }).catch(() => null);
-  return { killed: pids.length, left: existsSync(netnsPath(netns)) ? [`namespace ${netns}`] : [] };
+  const killed = [...ended].filter((pid) => !inits.has(pid)).length;
+  return { killed, left: existsSync(netnsPath(netns)) ? [`namespace ${netns}`] : [] };
 }

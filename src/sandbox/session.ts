@@ -13,7 +13,9 @@ import { ownChildren } from "../sys/tools.ts";
 import { netnsPath } from "../sys/netns.ts";
 import { EXIT } from "../exit-codes.ts";
 import { SetupError } from "./apply.ts";
-import { FORWARDED_SIGNALS, spawnCmd, waitCmd, type CmdResult } from "./cmd.ts";
+import { CmdRun, FORWARDED_SIGNALS, type CmdResult } from "./cmd.ts";
+import { capNames, capsCmdWouldKeep, capSets, KEPT_CAPS } from "../sys/caps.ts";
+import { readFileSync } from "node:fs";
 import { Aborted, Setup, signalExit, type RunConfig } from "./setup.ts";
 import { claimId, collectStale, makeNamespace, openWatch } from "./steps.ts";
 import { fence } from "./fence-step.ts";
@@ -25,9 +27,9 @@ import { chooseFence, runWants } from "../fence/select.ts";
 export async function runSandbox(cfg: RunConfig): Promise<number> {
   const s = new Setup(newSandboxId(), cfg);
   const names = sandboxNames(s.id);
-  let child: Bun.Subprocess | null = null;
+  let child: CmdRun | null = null;
   const onSignal = (sig: NodeJS.Signals) => {
-    if (child && child.exitCode === null && child.signalCode === null) child.kill(sig);
+    if (child?.running()) child.kill(sig);
     else s.abortedBy ??= sig;
   };
   for (const sig of FORWARDED_SIGNALS) process.on(sig, onSignal);
@@ -48,21 +50,22 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
     const { plan, fenced } = await s.step("fence", () => fence(s, names, watch, ipv6, choosing));
     const detection = await s.step("verify", () => verify(s, watch, fenced));
     await s.step("door", () => openDoor(s, plan, door));
-    warnIfRoot(s);
+    warnIfPrivileged(s);
     // One object for the line and the state file, so `ls` says what the line said.
     const line = ready(s, plan, watch, fenced, detection);
     updateState({ ready: line });
     s.emit(line);
     bypassed = startSummaries(s, watch);
-    const started = spawnCmd(cfg.cmd, netnsPath(names.netns), plan.proxyUrl, cfg.user);
-    if ("code" in started) result = started;
-    else {
-      child = started;
-      s.cmdPid = child.pid;
-      watch.cmdStarted(child.pid);
-      result = await waitCmd(child);
-      s.lap("CMD");
+    const run = (child = new CmdRun({ cmd: cfg.cmd, nsPath: netnsPath(names.netns), proxyUrl: plan.proxyUrl, user: cfg.user, keepCaps: cfg.keepCaps, families: cfg.socketFamilies, degrade: s.degrade }));
+    s.onTeardown("CMD", () => run.end());
+    const cmdPid = await run.started;
+    s.lap("setup: CMD's init");
+    if (cmdPid !== null) {
+      s.cmdPid = cmdPid;
+      watch.cmdStarted(cmdPid);
     }
+    result = await run.done;
+    s.lap("CMD");
   } catch (e) {
     result = { code: failureCode(e), exit: null, signal: null };
   } finally {
@@ -102,12 +105,16 @@ async function verify(s: Setup, watch: Watch, fenced: boolean): Promise<SandboxR
   return "unverified";
 }
 
-function warnIfRoot(s: Setup): void {
-  if (s.cfg.user !== null || (process.getuid?.() ?? 0) !== 0) return;
+/** --keep-caps: says which of proxywall's capabilities that reach the wall CMD keeps, if any. */
+function warnIfPrivileged(s: Setup): void {
+  if (!s.cfg.keepCaps) return;
+  const uid = process.getuid?.() ?? 0;
+  const kept = capsCmdWouldKeep(capSets(readFileSync("/proc/self/status", "latin1")), uid, s.cfg.user?.uid ?? uid);
+  if (kept === 0n) return;
   s.degrade(
     "privileges",
-    "CMD runs as root and keeps CAP_NET_ADMIN inside its namespace, so it could delete the rules",
-    "pass --user UID[:GID] to run CMD without privileges",
+    `CMD keeps ${capNames(kept).join(", ")} (--keep-caps), so it could delete the rules, open raw sockets or leave the namespace`,
+    `drop --keep-caps: CMD then keeps only ${KEPT_CAPS.map((c) => `CAP_${c}`).join(", ")}`,
     "the rules hold as long as CMD does not remove them",
   );
 }

@@ -30,6 +30,10 @@ export interface RunConfig {
   nflogGroup: number;
   logRate: number;
   user: { uid: number; gid: number } | null;
+  /** --keep-caps: CMD keeps proxywall's capabilities (they are dropped otherwise: src/sys/caps.ts). */
+  keepCaps: boolean;
+  /** --allow-socket-family: families CMD may open besides unix, inet, inet6 and netlink. */
+  socketFamilies: number[];
   stateDir: string;
   allowDegraded: boolean;
   events: LineWriter;

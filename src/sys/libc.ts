@@ -20,6 +20,7 @@ function load() {
     setsockopt: { args: [i32, i32, i32, ptr, u32], returns: i32 },
     sendto: { args: [i32, ptr, u64, i32, ptr, u32], returns: i64 },
     recv: { args: [i32, ptr, u64, i32], returns: i64 },
+    recvfrom: { args: [i32, ptr, u64, i32, ptr, ptr], returns: i64 },
     // file descriptors (the watch thread's poll and wake-up, /dev/kmsg, claim locks)
     close: { args: [i32], returns: i32 },
     poll: { args: [ptr, u64, i32], returns: i32 },
@@ -27,11 +28,25 @@ function load() {
     write: { args: [i32, ptr, u64], returns: i64 },
     lseek: { args: [i32, i64, i32], returns: i64 },
     flock: { args: [i32, i32], returns: i32 },
+    // the JIT re-execution that keeps an --events fd:N open (jit-tiers.ts)
+    execve: { args: [ptr, ptr, ptr], returns: i32 },
     // namespaces, scheduling, children
     setns: { args: [i32, i32], returns: i32 },
     syscall: { args: [i64, i64, i64, ptr], returns: i64 },
     waitid: { args: [i32, u32, ptr, i32], returns: i32 },
     waitpid: { args: [i32, ptr, i32], returns: i32 },
+    // CMD's init (src/sandbox/init.ts): its namespaces, /proc, credentials, capabilities, seccomp.
+    // prctl is variadic; every option used passes unsigned longs, which the Linux ABIs pass in
+    // the same registers as fixed arguments.
+    unshare: { args: [i32], returns: i32 },
+    mount: { args: [ptr, ptr, ptr, u64, ptr], returns: i32 },
+    prctl: { args: [i32, u64, u64, u64, u64], returns: i32 },
+    capget: { args: [ptr, ptr], returns: i32 },
+    capset: { args: [ptr, ptr], returns: i32 },
+    setgroups: { args: [u64, ptr], returns: i32 },
+    setresgid: { args: [u32, u32, u32], returns: i32 },
+    setresuid: { args: [u32, u32, u32], returns: i32 },
+    fcntl: { args: [i32, i32, i32], returns: i32 },
     __errno_location: { args: [], returns: ptr },
   });
 }
