@@ -2,11 +2,15 @@
 // that cannot be created must fail the run, not skip it) the core checks must pass on this machine
 // and nothing may be left behind; as an unprivileged user it must report what is missing and exit 1.
 import { describe, expect, test } from "bun:test";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as v from "valibot";
 import { CHECK_NAMES, DoctorReport, type Check } from "../src/doctor/report.ts";
 import { renderHuman } from "../src/cli/doctor.ts";
+import { noFenceFix } from "../src/doctor/fence.ts";
+import { cgroupV1CpuDir, writable } from "../src/doctor/runtime.ts";
+import { featureFix } from "../src/sandbox/fence-step.ts";
+import { tempDir } from "./support/temp.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const MAIN = join(ROOT, "src/main.ts");
@@ -209,4 +213,71 @@ test("unknown flags are usage errors (exit 2), not findings", () => {
   expect(r.code).toBe(2);
   expect(r.stdout).toBe("");
   expect(r.stderr).toContain("unknown option --bogus");
+});
+
+describe("fixes name the real missing piece", () => {
+  const probe = (backend: "nft" | "iptables", tools: boolean, unusable: string | null = null) => ({ backend, tools: tools ? { nft: "/usr/sbin/nft" } : null, unusable, unsupported: new Map() });
+
+  test("no NFQUEUE in an nft-only image on a kernel with the xt target: add iptables to the image, not a host module", () => {
+    const nftOnly = [probe("nft", true), probe("iptables", false), probe("iptables", false)];
+    expect(featureFix("queue", nftOnly, true)).toMatch(/^add the iptables package to the image .*xt NFQUEUE target/);
+    expect(featureFix("queue", nftOnly, false)).toMatch(/^add the iptables package to the image.*; or load nfnetlink_queue/);
+    // iptables was there and lacks it too, or --backend nft left it out: the host's modules.
+    expect(featureFix("queue", [probe("nft", true), probe("iptables", true)], true)).toMatch(/on the host$/);
+    expect(featureFix("queue", [probe("nft", true)], true)).toMatch(/on the host$/);
+  });
+
+  test("no fence: the packages when no tool is installed, the kernel when it refused the rejects, none for a tool's own failure", () => {
+    expect(noFenceFix([probe("nft", false, "nft not found"), probe("iptables", false, "not found")])).toMatch(/^install the nftables package in the image/);
+    expect(noFenceFix([probe("nft", true, "nft cannot install the rejects here: Error: Could not process rule")])).toMatch(/^the kernel refuses even the rejects/);
+    expect(noFenceFix([probe("nft", true, "a check-only run failed (exit 1): Error: Could not resolve protocol name"), probe("iptables", false, "not found")])).toBeNull();
+  });
+
+  test("the cgroup v1 cpu directory of this process, from mountinfo and /proc/self/cgroup", () => {
+    using dir = tempDir("pw-doctor-cg-");
+    const mounts = dir.path("mountinfo");
+    const groups = dir.path("cgroup");
+    writeFileSync(mounts, "30 25 0:26 / /sys/fs/cgroup/cpuacct rw - cgroup cgroup rw,cpuacct\n31 25 0:27 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n");
+    writeFileSync(groups, "2:cpuacct:/\n1:cpu:/docker/abc\n0::/\n");
+    expect(cgroupV1CpuDir(mounts, groups)).toBe("/sys/fs/cgroup/cpu/docker/abc");
+    // Inside a container the mount's root is the container's own group.
+    writeFileSync(mounts, "31 25 0:27 /docker/abc /sys/fs/cgroup/cpu,cpuacct ro - cgroup cgroup rw,cpu,cpuacct\n");
+    writeFileSync(groups, "1:cpu,cpuacct:/docker/abc\n");
+    expect(cgroupV1CpuDir(mounts, groups)).toBe("/sys/fs/cgroup/cpu,cpuacct");
+    // cgroup v2 names no controller: nothing to read.
+    writeFileSync(mounts, "31 25 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n");
+    writeFileSync(groups, "0::/user.slice\n");
+    expect(cgroupV1CpuDir(mounts, groups)).toBeNull();
+  });
+
+  test("a state dir: writable, makeable under a writable parent, or why not", () => {
+    using dir = tempDir("pw-doctor-sd-");
+    expect(writable(dir.root)).toMatchObject({ ok: true });
+    expect(writable(dir.path("a/b"))).toMatchObject({ ok: true, how: expect.stringContaining("can be made") });
+    writeFileSync(dir.path("file"), "");
+    expect(writable(dir.path("file/x"))).toMatchObject({ ok: false, why: expect.stringContaining("is not a directory") });
+  });
+});
+
+/** The cgroup v1 cpu controller's mount, when this host has one with real-time budgets. */
+const CPU_V1 = ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"].find((d) => existsSync(`${d}/cpu.rt_runtime_us`)) ?? null;
+
+describe.skipIf(!isRoot || CPU_V1 === null)("doctor in a cgroup v1 group without a real-time budget", () => {
+  test("realtime says CAP_SYS_NICE cannot help there, and names cpu.rt_runtime_us", () => {
+    // A group of the test's own: a new v1 cpu group starts with cpu.rt_runtime_us 0.
+    const group = `${CPU_V1}/pwtest-rt-${process.pid}`;
+    mkdirSync(group);
+    try {
+      expect(readFileSync(`${group}/cpu.rt_runtime_us`, "utf8").trim()).toBe("0");
+      const r = run(["sh", "-c", `echo $$ > ${group}/cgroup.procs && exec "$0" "$1" doctor --json`, process.execPath, MAIN]);
+      const realtime = byName(parseReport(r.stdout)).get("realtime")!;
+      expect(realtime.status).toBe("warn");
+      expect(realtime.detail).toContain(`${group}/cpu.rt_runtime_us is 0`);
+      expect(realtime.detail).toContain("even with CAP_SYS_NICE");
+      expect(realtime.fix).toContain("real-time budget");
+      expect(realtime.fix).not.toMatch(/^grant CAP_SYS_NICE/);
+    } finally {
+      rmdirSync(group);
+    }
+  });
 });

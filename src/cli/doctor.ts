@@ -13,6 +13,7 @@ import { EXIT } from "../exit-codes.ts";
 const Options = v.object({
   json: v.boolean(),
   backend: v.optional(v.picklist(["nft", "iptables"], "must be nft or iptables")),
+  stateDir: v.optional(v.pipe(v.string(), v.startsWith("/", "must be an absolute path"))),
 });
 
 const MARK: Record<Check["status"], string> = { ok: "ok", missing: "MISSING", warn: "warn" };
@@ -45,11 +46,12 @@ export default defineCommand({
   meta: { name: "doctor", description: "Check whether this machine can build a fenced sandbox (privileges, tools, kernel features, log monitors); exit 0 if it can, 1 if not" },
   args: {
     backend: { type: "string", description: "firewall backend to check: nft, or iptables (iptables-restore + ip6tables-restore); default: the one run picks", valueHint: "nft|iptables" },
+    "state-dir": { type: "string", description: "the state directory run would use (default /run/proxywall): checked for writing", valueHint: "DIR" },
     json: { type: "boolean", description: "print one JSON document { ok, checks: [{ name, status, required, detail, fix }] }", default: false },
   },
   async run({ args }) {
-    const o = validate(Options, { json: Boolean(args.json), backend: args.backend });
-    const report = v.parse(DoctorReport, await runDoctor({ backend: o.backend }));
+    const o = validate(Options, { json: Boolean(args.json), backend: args.backend, stateDir: args["state-dir"] });
+    const report = v.parse(DoctorReport, await runDoctor({ backend: o.backend, stateDir: o.stateDir }));
     if (o.json) console.log(JSON.stringify(report));
     else process.stdout.write(renderHuman(report));
     return report.ok ? EXIT.ok : EXIT.failure;

@@ -7,6 +7,7 @@ import type { ProbeKey } from "../fence/probes.ts";
 import { planRuleset } from "../plan/ruleset.ts";
 import { fenceSteps, watchRules, type Backend } from "../plan/sandbox-plan.ts";
 import { netnsPath } from "../sys/netns.ts";
+import { featureFix, kernelHasXtQueue } from "../sandbox/fence-step.ts";
 import { bad, notChecked, ok, type Check } from "./report.ts";
 import { probeNflogBind } from "./system.ts";
 
@@ -18,10 +19,18 @@ export function fenceNotChecked(needs: string): Check[] {
   return [notChecked("fence", true, needs), ...FEATURE_CHECKS.map((n) => notChecked(n, false, needs))];
 }
 
-/** The real missing piece when no tool works: the packages when none is installed, else the kernel. */
-function noFenceFix(probed: readonly Probed[]): string {
-  if (probed.every((p) => /not found/.test(p.unusable ?? ""))) return "install the nftables package in the image (apt-get install nftables; apk add nftables), or the iptables package";
-  return "the kernel refuses even the rejects: on the host, load nf_tables and nft_reject_inet (or ip_tables, ip6_tables and the REJECT targets)";
+/**
+ * The real missing piece when no tool works: the packages when none is installed; the kernel when
+ * an installed tool was refused the rejects by it; else the tool's own failure, which its message
+ * (in the detail) names: no fix is made up for it.
+ */
+export function noFenceFix(probed: readonly Pick<Probed, "tools" | "unusable">[]): string | null {
+  if (probed.every((p) => p.tools === null)) return "install the nftables package in the image (apt-get install nftables; apk add nftables), or the iptables package";
+  const ran = probed.filter((p) => p.tools !== null);
+  if (ran.some((p) => /cannot install the rejects here/.test(p.unusable ?? ""))) {
+    return "the kernel refuses even the rejects: on the host, load nf_tables and nft_reject_inet (or ip_tables, ip6_tables and the REJECT targets)";
+  }
+  return null;
 }
 
 function others(choice: FenceChoice): string {
@@ -63,7 +72,7 @@ export async function fenceChecks(backend: Backend | undefined, netns: string): 
     featureCheck("conntrack", "conntrack", best, "a ct state established,related rule loads", "on the host, load nf_conntrack (replies to connections into the sandbox are dropped without it)"),
     nflog,
     featureCheck("log", "kmsg", best, "a printk LOG rule loads; only --monitor kmsg uses it", "on the host, load nf_log_syslog (and nft_log, or xt_LOG for iptables)"),
-    featureCheck("nfqueue", "queue", best, "an NFQUEUE rule loads: attribution can hold TCP SYNs", "on the host, load nfnetlink_queue and nft_queue (or xt_NFQUEUE, with the iptables package installed)"),
+    featureCheck("nfqueue", "queue", best, "an NFQUEUE rule loads: attribution can hold TCP SYNs", featureFix("queue", choice.probed, kernelHasXtQueue())),
   ];
   return { checks, nflogWorks: nflog.status === "ok" };
 }

@@ -12,6 +12,7 @@ export const CHECK_NAMES = [
   "nft",
   "iptables",
   "ip6tables",
+  "state-dir",
   "netns",
   "veth",
   "fence",

@@ -1,26 +1,10 @@
-// The checks that need no scratch namespace: privileges, tools, the kernel log, user namespaces,
-// real-time priority. Each names the real missing piece: a package in the image, a capability,
-// a setting on the host.
+// The checks that need no scratch namespace: tools, the kernel log, user namespaces (what the
+// runtime gives, a state dir and a real-time budget, is in runtime.ts). Each names the real
+// missing piece: a package in the image, a capability, a setting on the host.
 import { closeSync, constants as fsc, existsSync, openSync, readlinkSync } from "node:fs";
 import { openNflog } from "../monitor/nflog-socket.ts";
-import { setRealtime } from "../sys/sched.ts";
 import { findTool } from "../sys/tools.ts";
 import { bad, errnoText, firstLine, ok, readText, run, said, type Check } from "./report.ts";
-
-/** Whether the watch thread can run at real-time priority: tried on this thread, then undone. */
-export function checkRealtime(): Check {
-  if (setRealtime(true)) {
-    setRealtime(false);
-    return ok("realtime", false, "the watch thread can run at real-time priority (SCHED_FIFO 1) while it is not flooded");
-  }
-  return bad(
-    "realtime",
-    "warn",
-    false,
-    "no real-time priority (CAP_SYS_NICE or RLIMIT_RTPRIO): the watch thread can wait for a CPU, and a UDP client that exits within a few milliseconds of its attempt may then be reported without its process",
-    "grant CAP_SYS_NICE (docker run --cap-add SYS_NICE)",
-  );
-}
 
 // NFLOG netlink socket: bind a group with the monitor's own code, inside the scratch namespace.
 

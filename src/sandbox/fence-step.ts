@@ -1,7 +1,8 @@
 // The fence step of a run: the plan made once (the fence's tool and features were decided while the
 // namespace was built, the watch decided the log rules), then installed; or, with
 // --allow-degraded, a loud run without it.
-import type { FenceChoice } from "../fence/select.ts";
+import { readFileSync } from "node:fs";
+import type { FenceChoice, Probed } from "../fence/select.ts";
 import { installFence } from "../fence/install.ts";
 import type { Watch } from "../monitor/watch.ts";
 import type { SandboxNames } from "../plan/addresses.ts";
@@ -33,6 +34,31 @@ const FEATURE_LOSS: Record<keyof Features, { missing: string; fix: string; still
   },
 };
 
+const IPTABLES_PACKAGE = "add the iptables package to the image (apt-get install iptables; apk add iptables)";
+
+/** Whether the kernel has the xt NFQUEUE target (built in or loaded): iptables can hold SYNs even where nft has no `queue`. */
+export function kernelHasXtQueue(targets = "/proc/net/ip_tables_targets"): boolean {
+  try {
+    return /^NFQUEUE$/m.test(readFileSync(targets, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The fix for a missing feature, from what the fence choice's probes found: where the iptables
+ * tools were never there to ask (an nft-only image), the missing piece may be that package, not a
+ * host module. For the hold, a kernel that lists the xt NFQUEUE target settles it: iptables can
+ * use it where nft cannot (nft's `queue` is a kernel option of its own).
+ */
+export function featureFix(feature: keyof Features, probed: readonly Pick<Probed, "backend" | "tools">[], xtQueue: boolean): string {
+  const host = FEATURE_LOSS[feature].fix;
+  const xt = probed.filter((p) => p.backend === "iptables");
+  if (xt.length === 0 || xt.some((p) => p.tools !== null)) return host;
+  if (feature === "queue" && xtQueue) return `${IPTABLES_PACKAGE}: this kernel has the xt NFQUEUE target, which proxywall uses through iptables where nft has no queue`;
+  return `${IPTABLES_PACKAGE}, which proxywall asks too and uses where it holds more; or ${host}`;
+}
+
 /**
  * The plan, made once: the fence's tool and features were decided meanwhile (check-only runs
  * started with the run), the watch decided the log rules. Then the fence is installed.
@@ -56,7 +82,8 @@ export async function fence(s: Setup, names: SandboxNames, watch: Watch, ipv6: b
   }
   const { features, missing } = chosen.byLog[watch.logKind];
   const plan = planSandbox(config(chosen.backend, features));
-  for (const m of missing) s.degrade(m, FEATURE_LOSS[m].missing, FEATURE_LOSS[m].fix, FEATURE_LOSS[m].still);
+  const xtQueue = missing.includes("queue") && kernelHasXtQueue();
+  for (const m of missing) s.degrade(m, FEATURE_LOSS[m].missing, featureFix(m, chosen.probed, xtQueue), FEATURE_LOSS[m].still);
   try {
     await installFence(chosen, plan.fence, names.netns);
   } catch (e) {
