@@ -15,8 +15,14 @@
 //   python tcp  python3: socket().connect_ex((DST, 443)), then exits
 //   python udp  python3: a DNS query (A example.com) to DST:53 on a connected UDP socket, as the
 //               C library's resolver sends it; the reject fails send() with EPERM and the client
-//               exits at once (no NFQUEUE hold for UDP: NFLOG only reports, so this one is a race)
-// Client i goes to 198.51.100.(i+1), which is how its line is found. All are rejected inside the
+//               exits at once; to port 53 it reaches proxywall's DNS responder (answered REFUSED
+//               while its socket is open), so its line comes from the responder
+//   getent / curl name / python gai / node lookup
+//               name lookups through the C library's getaddrinfo (getent ahosts NAME, curl
+//               --noproxy '*' http://NAME/, python socket.getaddrinfo, node dns.lookup), each
+//               exiting right after the failure; NAME is c<i>.attribution.test, and the queries go
+//               to /etc/resolv.conf's server, which the sandbox redirects to its responder
+// Client i goes to 198.51.100.(i+1) (or asks for c<i>.attribution.test), which is how its line is found. All are rejected inside the
 // namespace; nothing leaves it. A line is right when process.resolved, process.pid is the printed
 // pid and process.exe is the client binary (realpath). Prints the count (target: at least 99 of
 // 100), per kind, and every miss with process.why. Exit 0 unless the benchmark itself broke.
@@ -30,10 +36,20 @@ import { flag, fmtMs, quantile, readyOf, requireRootLinux, runArgv, STATE_DIR, s
 
 const TARGET = 0.99;
 
-const N = flag("--n", 100, 4, 250);
+const N = flag("--n", 100, 8, 800);
 
-const KINDS = ["curl", "bash", "python tcp", "python udp"] as const;
+const KINDS = ["curl", "bash", "python tcp", "python udp", "getent", "curl name", "python gai", "node lookup"] as const;
+/** Kinds whose line is found by the name asked (dns_query), not by the destination. */
+const BY_NAME: ReadonlySet<Kind> = new Set(["getent", "curl name", "python gai", "node lookup"]);
 type Kind = (typeof KINDS)[number];
+
+const PY_GAI = `import socket, sys
+try:
+    socket.getaddrinfo(sys.argv[1], 80)
+except OSError:
+    sys.exit(1)`;
+
+const NODE_LOOKUP = `require("dns").lookup(process.argv[1], (e) => process.exit(e ? 1 : 0))`;
 
 const PY_TCP = `import socket, sys
 socket.socket().connect_ex((sys.argv[1], 443))`;
@@ -90,14 +106,14 @@ interface ClientRun {
 }
 
 type Proc =
-  | { resolved: true; pid: number; exe: string | null; ancestors: { pid: number }[] }
+  | { resolved: true; pid: number; exe: string | null; cmdline: string[]; ancestors: { pid: number }[] }
   | { resolved: false; why: string }
   | null;
 
 async function main(): Promise<number> {
   requireRootLinux("attribution");
-  const tools = { python: systemTool("python3"), curl: systemTool("curl"), bash: systemTool("bash") };
-  if (!tools.python || !tools.curl || !tools.bash) {
+  const tools = { python: systemTool("python3"), curl: systemTool("curl"), bash: systemTool("bash"), getent: systemTool("getent"), node: systemTool("node") };
+  if (!tools.python || !tools.curl || !tools.bash || !tools.getent || !tools.node) {
     console.error(`attribution: needs python3, curl and bash (found: ${JSON.stringify(tools)})`);
     return 2;
   }
@@ -107,6 +123,10 @@ async function main(): Promise<number> {
     bash: realpathSync(tools.bash),
     "python tcp": realpathSync(python),
     "python udp": realpathSync(python),
+    getent: realpathSync(tools.getent),
+    "curl name": realpathSync(tools.curl),
+    "python gai": realpathSync(python),
+    "node lookup": realpathSync(tools.node),
   };
   const argvOf = (kind: Kind, dst: string): string[] => {
     switch (kind) {
@@ -118,11 +138,20 @@ async function main(): Promise<number> {
         return [python, "-c", PY_TCP, dst];
       case "python udp":
         return [python, "-c", PY_UDP, dst];
+      case "getent":
+        return [tools.getent!, "ahosts", dst];
+      case "curl name":
+        return [tools.curl!, "--noproxy", "*", "-sS", "-o", "/dev/null", "--max-time", "5", `http://${dst}/`];
+      case "python gai":
+        return [python, "-c", PY_GAI, dst];
+      case "node lookup":
+        return [tools.node!, "-e", NODE_LOOKUP, dst];
     }
   };
   const clients = Array.from({ length: N }, (_, i) => {
     const kind = KINDS[i % KINDS.length]!;
-    const dst = `198.51.100.${i + 1}`;
+    // Addresses repeat beyond 250 clients.
+    const dst = BY_NAME.has(kind) ? `c${i + 1}.attribution.test` : `198.51.100.${(i % 250) + 1}`;
     return { kind, dst, argv: argvOf(kind, dst) };
   });
 
@@ -150,7 +179,8 @@ async function main(): Promise<number> {
           ids.add(String(e.sandbox));
         }
         if (e.event !== "bypass_detect") return;
-        const d = String(e.dst_addr);
+        const name = typeof e.dns_query === "string" && e.dns_query.endsWith(".attribution.test") ? e.dns_query : null;
+        const d = name ?? String(e.dst_addr);
         lines.set(d, [...(lines.get(d) ?? []), e]);
       },
       onStdoutLine: (text) => {
@@ -172,9 +202,16 @@ async function main(): Promise<number> {
   console.log(`kernel ${release()}; proxywall ${pw.name}, state dir ${STATE_DIR}`);
   if (chosen.note) console.log(chosen.note);
   if (ready) console.log(`sandbox ${ready.sandbox}: backend ${ready.backend}, log ${ready.log}, monitor ${ready.monitor}, detection ${ready.detection}`);
-  console.log(`clients: ${N}, kinds in turn, client i to 198.51.100.(i+1), 10 ms between one's exit and the next one's start`);
+  console.log(`clients: ${N}, kinds in turn, client i to 198.51.100.(i+1) or asking for ci.attribution.test, 10 ms between one's exit and the next one's start`);
   console.log("");
 
+  const holdsArg = (argv: string[], dst: string) => {
+    const re = new RegExp(`(^|[^0-9a-z.])${dst.replaceAll(".", "\\.")}([^0-9a-z.]|$)`);
+    return argv.some((a) => re.test(a));
+  };
+  // CMD in a PID namespace of its own: the driver's pid there is small (1-9), not proxywall's view.
+  const pidNamespace = driverPid !== null && driverPid < 10;
+  if (pidNamespace) console.log(`CMD runs in a PID namespace of its own (the driver is pid ${driverPid} there): a line is right when its exe is the client's and its command line holds the client's own destination`);
   type Verdict = "right" | "wrong pid" | "wrong exe" | "unresolved" | "no line" | "no pid printed";
   const results: { c: ClientRun; verdict: Verdict; detail: string; line: Event | undefined; extra: number; toCmd: boolean }[] = [];
   for (const c of runs) {
@@ -188,9 +225,11 @@ async function main(): Promise<number> {
     else if (!p || !p.resolved) {
       verdict = "unresolved";
       detail = p ? p.why : "process: null";
-    } else if (p.pid !== c.pid) {
+    } else if (p.pid !== c.pid && !(pidNamespace && holdsArg(p.cmdline, c.dst))) {
+      // In its own PID namespace CMD's clients print their pid there; the line names the pid
+      // proxywall sees. The client's own argument (its unique destination) then says it is it.
       verdict = "wrong pid";
-      detail = `pid ${p.pid} (${p.exe}), expected ${c.pid}`;
+      detail = `pid ${p.pid} (${p.exe} ${p.cmdline.slice(1).join(" ").slice(0, 60)}), expected ${c.pid}`;
     } else if (p.exe !== exe[c.kind]) {
       verdict = "wrong exe";
       detail = `exe ${p.exe}, expected ${exe[c.kind]}`;

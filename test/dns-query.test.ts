@@ -1,6 +1,6 @@
 // dnsQueryName (src/net/dns-query.ts) on built queries, malformed names and garbage.
 import { describe, expect, test } from "bun:test";
-import { dnsQueryName } from "../src/net/dns-query.ts";
+import { dnsQuestion, dnsQueryName, refusedAnswer } from "../src/net/dns-query.ts";
 import { dnsQuery } from "./support/packets.ts";
 import { mulberry32 } from "./support/prng.ts";
 
@@ -45,5 +45,27 @@ describe("dnsQueryName", () => {
       const name = dnsQueryName(b, next() < 0.3);
       if (name !== null) expect(name.length).toBeGreaterThan(0);
     }
+  });
+});
+
+describe("dnsQuestion and refusedAnswer", () => {
+  test("the type by name; REFUSED echoes id, opcode, RD and the question", () => {
+    const q = Uint8Array.from(dnsQuery("Example.COM", 0xbeef));
+    q[q.length - 3] = 28; // QTYPE AAAA
+    expect(dnsQuestion(q)).toEqual({ name: "example.com", type: "AAAA", end: q.length });
+    const a = refusedAnswer(q)!;
+    expect([a[0], a[1], a[2], a[3], a[5], a[7], a[9], a[11]]).toEqual([0xbe, 0xef, 0x81, 5, 1, 0, 0, 0]);
+    expect([...a.subarray(12)]).toEqual([...q.subarray(12)]);
+    const t = Uint8Array.from(dnsQuery("x.test"));
+    t[t.length - 3] = 0;
+    t[t.length - 4] = 0xff; // 65280
+    expect(dnsQuestion(t)?.type).toBe("TYPE65280");
+  });
+
+  test("no answer to an answer, or to a message without a question", () => {
+    const q = Uint8Array.from(dnsQuery("a.test"));
+    q[2] = q[2]! | 0x80;
+    expect(refusedAnswer(q)).toBeNull();
+    expect(refusedAnswer(new Uint8Array(12))).toBeNull();
   });
 });

@@ -34,7 +34,7 @@ describe("reading the tools' answers", () => {
     const keys = unsupportedKeys(probes, refused);
     expect([...keys.keys()].sort()).toEqual(["limit", "queue"]);
     expect(keys.get("queue")).toContain("NFQUEUE not supported");
-    expect(iptablesProbeText(probes, "ipv4")).toStartWith("*mangle\n");
+    expect(iptablesProbeText(probes, "ipv4")).toStartWith("*nat\n");
   });
 
   test("a rate limit is missing only where the action it limits works", () => {
@@ -46,10 +46,10 @@ describe("reading the tools' answers", () => {
 
   test("features per log kind: only what is wanted can be missing", () => {
     const none = new Set<string>();
-    expect(featuresFor(none as never, "nflog", true)).toEqual({ features: { conntrack: true, log: true, queue: true, limit: true }, missing: [] });
+    expect(featuresFor(none as never, "nflog", true)).toEqual({ features: { conntrack: true, log: true, queue: true, limit: true, dns: true }, missing: [] });
     expect(featuresFor(new Set(["queue"]) as never, "nflog", true).missing).toEqual(["queue"]);
-    expect(featuresFor(new Set(["queue", "nflog"]) as never, "kmsg", true)).toEqual({ features: { conntrack: true, log: true, queue: false, limit: true }, missing: [] });
-    expect(featuresFor(new Set(["conntrack", "kmsg"]) as never, "none", false)).toEqual({ features: { conntrack: false, log: false, queue: false, limit: false }, missing: ["conntrack"] });
+    expect(featuresFor(new Set(["queue", "nflog"]) as never, "kmsg", true)).toEqual({ features: { conntrack: true, log: true, queue: false, limit: true, dns: false }, missing: [] });
+    expect(featuresFor(new Set(["conntrack", "kmsg"]) as never, "none", false)).toEqual({ features: { conntrack: false, log: false, queue: false, limit: false, dns: false }, missing: ["conntrack"] });
   });
 
   test("the pick: the first that holds everything, else the one that lacks least; none when none works", () => {

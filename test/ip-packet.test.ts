@@ -52,10 +52,10 @@ describe("decodePacket", () => {
     expect(p?.l4Payload.length).toBe(10);
   });
 
-  test("IPv4 non-first fragment and other protocols give null", () => {
+  test("IPv4 non-first fragment gives null; other protocols decode by name", () => {
     expect(decodePacket(ipv4(6, "10.0.0.1", "10.0.0.2", tcpHeader(1, 2, 2), { frag: 0x0010 }))).toBeNull();
-    expect(decodePacket(ipv4(1, "10.0.0.1", "10.0.0.2", [8, 0, 0, 0, 0, 0, 0, 0]))).toBeNull(); // ICMP
-    expect(decodePacket(ipv4(132, "10.0.0.1", "10.0.0.2", new Array(20).fill(0)))).toBeNull(); // SCTP
+    expect(decodePacket(ipv4(1, "10.0.0.1", "10.0.0.2", [8, 0, 0, 0, 0, 0, 0, 0]))?.proto).toBe("icmp");
+    expect(decodePacket(ipv4(132, "10.0.0.1", "10.0.0.2", new Array(20).fill(0)))?.proto).toBe("sctp");
   });
 
   test("first fragment (MF set, offset 0) still decodes", () => {
@@ -84,8 +84,8 @@ describe("decodePacket", () => {
     // A non-first fragment has no transport header.
     expect(decodePacket(ipv6(44, SRC6, DST6, [...frag(6, 100), ...tcp]))).toBeNull();
     // No next header, ICMPv6, and an endless chain of hop-by-hop headers.
-    expect(decodePacket(ipv6(59, SRC6, DST6, []))).toBeNull();
-    expect(decodePacket(ipv6(58, SRC6, DST6, [128, 0, 0, 0, 0, 0, 0, 0]))).toBeNull();
+    expect(decodePacket(ipv6(59, SRC6, DST6, []))?.proto).toBe("ip-59"); // no next header
+    expect(decodePacket(ipv6(58, SRC6, DST6, [128, 0, 0, 0, 0, 0, 0, 0]))?.proto).toBe("icmpv6");
     expect(decodePacket(ipv6(0, SRC6, DST6, new Array(20).fill(hbh(0)).flat()))).toBeNull();
   });
 
@@ -142,5 +142,20 @@ describe("decodePacket", () => {
       }
     }
     expect(decoded).toBeGreaterThan(0);
+  });
+});
+
+describe("decodePacket: the other protocols the fence logs", () => {
+  test("ICMP echo (IPv4) and ICMPv6 echo: named, ports 0, the message type", () => {
+    expect(decodePacket(ipv4(1, "10.200.0.2", "198.51.100.7", [8, 0, 0, 0, 0, 1, 0, 1]))).toMatchObject({ proto: "icmp", srcPort: 0, dstPort: 0, icmpType: 8, dstAddr: "198.51.100.7" });
+    expect(decodePacket(ipv6(58, SRC6, DST6, [128, 0, 0, 0, 0, 1, 0, 1]))).toMatchObject({ proto: "icmpv6", family: "ipv6", dstPort: 0, icmpType: 128, dstAddr: "2001:db8::7" });
+  });
+
+  test("UDP-Lite has ports (its length field is a checksum coverage); SCTP too; an unnamed protocol is ip-N", () => {
+    const ul = decodePacket(ipv4(136, "10.200.0.2", "198.51.100.7", [0x9c, 0x40, 0, 9, 0, 8, 0, 0, 1, 2, 3]));
+    expect(ul).toMatchObject({ proto: "udplite", srcPort: 40000, dstPort: 9 });
+    expect([...ul!.l4Payload]).toEqual([1, 2, 3]);
+    expect(decodePacket(ipv6(132, SRC6, DST6, [0x9c, 0x40, 0x0b, 0x59, 0, 0, 0, 0]))).toMatchObject({ proto: "sctp", srcPort: 40000, dstPort: 2905 });
+    expect(decodePacket(ipv4(253, "10.200.0.2", "198.51.100.7", [1, 2]))).toMatchObject({ proto: "ip-253", dstPort: 0 });
   });
 });

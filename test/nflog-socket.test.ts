@@ -48,7 +48,7 @@ describe("NFLOG packets", () => {
 
   test("prefix, uid, gid, payload, protocol and hook", () => {
     expect(decode(packetMessage("proxywall:abcd1234:", 65534))).toEqual([
-      { prefix: "proxywall:abcd1234:", uid: 65534, gid: 65534, payload: Uint8Array.of(0x45, 0, 0, 20), hwProtocol: 0x0800, hook: 3 },
+      { prefix: "proxywall:abcd1234:", uid: 65534, gid: 65534, payload: Uint8Array.of(0x45, 0, 0, 20), outIfindex: null, hwProtocol: 0x0800, hook: 3 },
     ]);
   });
 

@@ -142,7 +142,7 @@ describe("the JSON Schema validator of this test", () => {
       { ...good, extra: 1 },
       { ...good, dst_port: 65536 },
       { ...good, dst_port: 1.5 },
-      { ...good, proto: "icmp" },
+      { ...good, proto: "smtp" },
       { ...good, uid: "0" },
       { ...good, ts: "yesterday" },
       { ...good, sandbox: "" },

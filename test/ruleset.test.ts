@@ -26,6 +26,7 @@ describe("planRuleset", () => {
       "reject tcp bypass",
       "log udp bypass",
       "reject udp bypass",
+      "log other protocols",
       "everything else",
     ]);
   });
@@ -40,7 +41,7 @@ describe("planRuleset", () => {
   });
 
   test("missing kernel features leave their rules out but never the rejects", () => {
-    const rules = planRuleset({ ...base, features: { conntrack: false, log: false, limit: false, queue: false } }).rules;
+    const rules = planRuleset({ ...base, features: { conntrack: false, log: false, limit: false, queue: false, dns: false } }).rules;
     expect(rules.some((r) => r.ctState)).toBe(false);
     expect(rules.some((r) => r.action.kind === "log")).toBe(false);
     expect(rules.filter((r) => r.action.kind.startsWith("reject"))).toHaveLength(2);
@@ -66,6 +67,7 @@ describe("renderNft", () => {
 \t\tmeta l4proto tcp counter reject with tcp reset comment "reject tcp bypass"
 \t\tmeta l4proto udp limit rate 100/second burst 200 packets log prefix "proxywall:abcd1234:" group 1 queue-threshold 1 comment "log udp bypass"
 \t\tmeta l4proto udp counter reject with icmpx type port-unreachable comment "reject udp bypass"
+\t\tlimit rate 100/second burst 200 packets log prefix "proxywall:abcd1234:" group 1 queue-threshold 1 comment "log other protocols"
 \t\tcounter drop comment "everything else"
 \t}
 }
@@ -101,6 +103,7 @@ describe("renderIptables", () => {
 -A OUTPUT -p tcp -j REJECT --reject-with tcp-reset
 -A OUTPUT -p udp -m limit --limit 100/sec --limit-burst 200 -j LOG --log-prefix "proxywall:abcd1234:" --log-level 4 --log-uid
 -A OUTPUT -p udp -j REJECT --reject-with icmp-port-unreachable
+-A OUTPUT -m limit --limit 100/sec --limit-burst 200 -j LOG --log-prefix "proxywall:abcd1234:" --log-level 4 --log-uid
 -A OUTPUT -j DROP
 COMMIT
 `);
@@ -122,6 +125,7 @@ COMMIT
 -A OUTPUT -p tcp -j REJECT --reject-with tcp-reset
 -A OUTPUT -p udp -m limit --limit 100/sec --limit-burst 200 -j NFLOG --nflog-group 1 --nflog-prefix "proxywall:abcd1234:" --nflog-threshold 1
 -A OUTPUT -p udp -j REJECT --reject-with icmp6-port-unreachable
+-A OUTPUT -m limit --limit 100/sec --limit-burst 200 -j NFLOG --nflog-group 1 --nflog-prefix "proxywall:abcd1234:" --nflog-threshold 1
 -A OUTPUT -j DROP
 COMMIT
 `);
@@ -159,6 +163,10 @@ describe("holding TCP SYNs for attribution", () => {
   test("nft: the hold chain runs before the fence chain", () => {
     const nft = renderNft(held);
     expect(nft).toContain(`table inet proxywall {
+\tchain dns {
+\t\ttype nat hook output priority -100; policy accept;
+\t\tudp dport 53 redirect to :3053 comment "dns to proxywall's responder"
+\t}
 \tchain hold {
 \t\ttype filter hook output priority -10; policy accept;
 \t\toifname "lo" accept comment "loopback, including the resets the rejects below send"
@@ -172,7 +180,14 @@ describe("holding TCP SYNs for attribution", () => {
   });
 
   test("iptables: the hold chain is mangle OUTPUT, which runs before filter OUTPUT", () => {
-    expect(renderIptables(held, "ipv6")).toStartWith(`*mangle
+    expect(renderIptables(held, "ipv6")).toStartWith(`*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+-A OUTPUT -p udp -m udp --dport 53 -j REDIRECT --to-ports 3053
+COMMIT
+*mangle
 :PREROUTING ACCEPT [0:0]
 :INPUT ACCEPT [0:0]
 :FORWARD ACCEPT [0:0]
@@ -186,6 +201,20 @@ COMMIT
 *filter
 `);
     expect(renderIptables(held, "ipv4")).toContain(`-A OUTPUT -p tcp -m mark --mark 0x70770001 -j REJECT --reject-with tcp-reset\n-A OUTPUT -p tcp -m limit --limit 100/sec --limit-burst 200 -j NFLOG`);
+  });
+
+  test("DNS: redirected to the responder at the nat hook, and let through the fence (the hook keeps the first out interface); not without the feature", () => {
+    expect(held.nat).toEqual([{ comment: "dns to proxywall's responder", proto: "udp", dport: 53, action: { kind: "redirect", port: HOLD_QUEUE.dnsPort } }]);
+    const accepted = held.rules.filter((r) => r.dport === HOLD_QUEUE.dnsPort).map((r) => [r.family, r.daddr, r.action.kind]);
+    expect(accepted).toEqual([
+      ["ipv4", "127.0.0.1", "accept"],
+      ["ipv6", "::1", "accept"],
+    ]);
+    expect(held.rules.findIndex((r) => r.dport === HOLD_QUEUE.dnsPort)).toBeLessThan(held.rules.findIndex((r) => r.comment === "reject udp bypass"));
+    expect(renderIptables(held, "ipv4")).toContain("-A OUTPUT -d 127.0.0.1/32 -p udp -m udp --dport 3053 -j ACCEPT");
+    const without = planRuleset({ ...base, hold: HOLD_QUEUE, features: { ...ALL_FEATURES, dns: false } });
+    expect([without.nat, without.rules.some((r) => r.dport === HOLD_QUEUE.dnsPort)]).toEqual([[], false]);
+    expect(planRuleset(base).nat).toEqual([]); // no watch thread, no responder
   });
 
   test("no queue feature: no hold chain, no mark rule", () => {

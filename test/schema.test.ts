@@ -99,7 +99,7 @@ describe("wrong fields are refused", () => {
   test("one wrong field per kind, reported at its path", () => {
     const cases: [keyof typeof EXAMPLES, Record<string, unknown>, string][] = [
       ["bypass_detect", { dst_port: 65536 }, "dst_port"],
-      ["bypass_detect", { proto: "icmp" }, "proto"],
+      ["bypass_detect", { proto: "smtp" }, "proto"],
       ["bypass_detect", { action: "drop" }, "action"],
       ["bypass_detect", { uid: -1 }, "uid"],
       ["bypass_detect", { uid: 4294967296 }, "uid"],
@@ -145,8 +145,9 @@ describe("eventJsonSchema", () => {
     for (const b of branches) {
       const kind = b.properties.event!.const as keyof typeof EXAMPLES;
       expect({ kind, type: b.type, additionalProperties: b.additionalProperties }).toEqual({ kind, type: "object", additionalProperties: false });
-      expect({ kind, required: [...b.required].sort() }).toEqual({ kind, required: Object.keys(b.properties).sort() });
-      expect({ kind, keys: Object.keys(b.properties).sort() }).toEqual({ kind, keys: Object.keys(EXAMPLES[kind]).sort() });
+      // dns_type is the one key lines of earlier versions lack.
+      expect({ kind, required: [...b.required].sort() }).toEqual({ kind, required: Object.keys(b.properties).filter((k) => k !== "dns_type").sort() });
+      expect({ kind, keys: Object.keys(b.properties).filter((k) => k in EXAMPLES[kind] || k !== "dns_type").sort() }).toEqual({ kind, keys: Object.keys(EXAMPLES[kind]).sort() });
     }
   });
 

@@ -3,7 +3,7 @@
 import { afterAll, describe, expect, test } from "bun:test";
 import { readlinkSync, readdirSync } from "node:fs";
 import { NLMSG_ERROR } from "../src/monitor/netlink-codec.ts";
-import { SockDiag, sockDiagReply, sockDiagRequest } from "../src/monitor/sock-diag.ts";
+import { SockDiag, sockDiagReply, sockDiagRequest, type DiagSocket } from "../src/monitor/sock-diag.ts";
 import type { FullTuple } from "../src/net/five-tuple.ts";
 import { libc } from "../src/sys/libc.ts";
 
@@ -31,6 +31,13 @@ describe("sockDiagRequest", () => {
     expect([...r.subarray(28, 32)]).toEqual([0x20, 0x01, 0x0d, 0xb8]);
     expect([...r.subarray(44, 48)]).toEqual([0xfd, 0x70, 0x70, 0x77]);
     expect(r[59]).toBe(2);
+  });
+
+  test("the out interface goes into idiag_if (a link-local socket is found only with it); UDP-Lite is protocol 136", () => {
+    const ll: FullTuple = { proto: "tcp", family: "ipv6", srcAddr: "fe80::1", srcPort: 40000, dstAddr: "fe80::2", dstPort: 443, outIfindex: 3 };
+    expect(new DataView(sockDiagRequest(1, ll).buffer).getUint32(60, true)).toBe(3);
+    expect(new DataView(sockDiagRequest(1, TCP4).buffer).getUint32(60, true)).toBe(0);
+    expect(sockDiagRequest(1, { ...TCP4, proto: "udplite" })[17]).toBe(136);
   });
 
   test("a reused buffer holds nothing of the request before", () => {
@@ -79,7 +86,7 @@ describe.skipIf(process.getuid?.() !== 0)("SockDiag in this process's own namesp
     const client = await Bun.connect({ hostname: "127.0.0.1", port: server.port, socket: { data() {} } });
     try {
       const t: FullTuple = { proto: "tcp", family: "ipv4", srcAddr: "127.0.0.1", srcPort: client.localPort, dstAddr: "127.0.0.1", dstPort: server.port };
-      const found = diag.find(t)!;
+      const found = diag.find(t) as DiagSocket;
       expect(found.state).toBe(1);
       expect(found.uid).toBe(0);
       const own = new Set(readdirSync("/proc/self/fd").map((fd) => { try { return inodeOf(Number(fd)); } catch { return 0; } }));
@@ -101,8 +108,12 @@ describe.skipIf(process.getuid?.() !== 0)("SockDiag in this process's own namesp
       const local = new Uint8Array(16);
       libc().getsockname(fd, local, new Uint32Array([16]));
       const port = new DataView(local.buffer).getUint16(2, false);
-      const found = diag.find({ proto: "udp", family: "ipv4", srcAddr: "127.0.0.1", srcPort: port, dstAddr: "127.0.0.1", dstPort: 9 });
+      const found = diag.find({ proto: "udp", family: "ipv4", srcAddr: "127.0.0.1", srcPort: port, dstAddr: "127.0.0.1", dstPort: 9 }) as DiagSocket;
       expect(found?.inode).toBe(inodeOf(fd));
+      // By its local end alone (what the DNS responder knows of a redirected query's sender).
+      const byLocal = diag.findUdpByLocal("ipv4", "127.0.0.1", port);
+      expect(Array.isArray(byLocal) ? byLocal.map((s) => s.inode) : byLocal).toEqual([inodeOf(fd)]);
+      expect(diag.findUdpByLocal("ipv4", "127.0.0.1", port === 1 ? 2 : 1)).toEqual([]);
     } finally {
       libc().close(fd);
     }

@@ -1,8 +1,8 @@
 // Builds the bypass_detect line from decoded packet fields, whichever source decoded them.
 import type { PacketFields } from "../kernel-log/log-fields.ts";
-import { bypassHint, HINTS } from "./hints.ts";
+import { bypassHint, HINTS, PROGRAM_HINTS } from "./hints.ts";
 import type { LineEncoder } from "./line-writer.ts";
-import { REASON_BYPASS, type BypassDetect, type Source } from "./schema.ts";
+import { REASON_BYPASS, type BypassDetect, type ProcessInfo, type Source } from "./schema.ts";
 
 export interface BypassContext {
   sandbox: string;
@@ -23,7 +23,8 @@ export function nowTs(): string {
   return lastTs;
 }
 
-export function bypassEvent(ctx: BypassContext, f: PacketFields, logTime: string | null): BypassDetect {
+/** The line for a packet; the hint is chosen from `process` when attribution named it. */
+export function bypassEvent(ctx: BypassContext, f: PacketFields, logTime: string | null, process: ProcessInfo = null): BypassDetect {
   return {
     v: 1,
     event: "bypass_detect",
@@ -39,10 +40,10 @@ export function bypassEvent(ctx: BypassContext, f: PacketFields, logTime: string
     uid: f.uid,
     gid: f.gid,
     out_if: f.outIf,
-    process: null,
+    process,
     dns_query: null,
     reason: REASON_BYPASS,
-    hint: bypassHint({ proto: f.proto, dstAddr: f.dstAddr, dstPort: f.dstPort, proxy: ctx.proxy }),
+    hint: bypassHint({ proto: f.proto, dstAddr: f.dstAddr, dstPort: f.dstPort, proxy: ctx.proxy, process }),
     source: ctx.source,
     log_time: logTime,
   };
@@ -56,7 +57,7 @@ export function bypassEvent(ctx: BypassContext, f: PacketFields, logTime: string
 // fails here when the schema gains or loses one.
 const KEYS = [
   "v", "event", "ts", "sandbox", "action", "proto", "family", "src_addr", "src_port", "dst_addr", "dst_port",
-  "uid", "gid", "out_if", "process", "dns_query", "reason", "hint", "source", "log_time",
+  "uid", "gid", "out_if", "process", "dns_query", "dns_type", "reason", "hint", "source", "log_time",
 ] as const;
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 const _keysInStep: Same<keyof BypassDetect, (typeof KEYS)[number]> = true;
@@ -71,7 +72,9 @@ const K = Object.fromEntries(KEYS.map((k, i) => [k, bytes(`${i === 0 ? "{" : ","
 >;
 const KEY_BYTES = Object.values(K).reduce((n, k) => n + k.length, 0) + 1; // + "}"
 // The long fixed texts, ready as JSON.
-const TEXT_BYTES = new Map<string, Uint8Array>([...Object.values(HINTS), REASON_BYPASS].map((h) => [h, bytes(JSON.stringify(h))]));
+const TEXT_BYTES = new Map<string, Uint8Array>(
+  [...Object.values(HINTS), ...Object.values(PROGRAM_HINTS).flatMap((h) => [h.tcp, h.dns]), REASON_BYPASS].map((h) => [h, bytes(JSON.stringify(h))]),
+);
 const NULL = bytes("null");
 
 function put(buf: Uint8Array, at: number, part: Uint8Array): number {
@@ -130,7 +133,7 @@ export const bypassEventLine: LineEncoder<BypassDetect> = {
       6 * NUMBER_BOUND +
       stringBound(e.event) + stringBound(e.ts) + stringBound(e.sandbox) + stringBound(e.action) + stringBound(e.proto) +
       stringBound(e.family) + stringBound(e.src_addr) + stringBound(e.dst_addr) + stringBound(e.out_if) +
-      stringBound(e.dns_query) + stringBound(e.reason) + stringBound(e.hint) + stringBound(e.source) + stringBound(e.log_time) +
+      stringBound(e.dns_query) + stringBound(e.dns_type ?? null) + stringBound(e.reason) + stringBound(e.hint) + stringBound(e.source) + stringBound(e.log_time) +
       // JSON.stringify escapes lone surrogates, so 3 bytes per UTF-16 unit bound its UTF-8
       (e.process === null ? 4 : JSON.stringify(e.process).length * 3)
     );
@@ -154,6 +157,8 @@ export const bypassEventLine: LineEncoder<BypassDetect> = {
     at = put(buf, at, K.process);
     at = e.process === null ? put(buf, at, NULL) : putJson(buf, at, e.process);
     at = putString(buf, put(buf, at, K.dns_query), e.dns_query);
+    // Only where a source sets it (the kernel log never shows a query): as JSON.stringify does.
+    if (e.dns_type !== undefined) at = putString(buf, put(buf, at, K.dns_type), e.dns_type);
     at = putText(buf, put(buf, at, K.reason), e.reason);
     at = putText(buf, put(buf, at, K.hint), e.hint);
     at = putString(buf, put(buf, at, K.source), e.source);

@@ -28,11 +28,17 @@ function event<const E extends string, const T extends v.ObjectEntries>(name: E,
   );
 }
 
-export const Proto = v.picklist(["tcp", "udp"]);
+export const Proto = v.pipe(
+  v.union([
+    v.picklist(["tcp", "udp", "udplite", "sctp", "dccp", "icmp", "icmpv6", "igmp", "gre", "esp", "ah"]),
+    v.pipe(v.string(), v.regex(/^ip-\d{1,3}$/)),
+  ]),
+  v.description('the transport protocol: tcp, udp, udplite, sctp, dccp, icmp, icmpv6, igmp, gre, esp, ah, or "ip-N" for protocol number N'),
+);
 export const Family = v.picklist(["ipv4", "ipv6"]);
 export const Source = v.pipe(
-  v.picklist(["nfqueue", "nflog", "kmsg", "dmesg", "parse"]),
-  v.description("where proxywall saw the attempt: a held packet (nfqueue), a packet log (nflog), the kernel log (kmsg, dmesg) or offline text (parse)"),
+  v.picklist(["nfqueue", "nflog", "dns", "kmsg", "dmesg", "parse"]),
+  v.description("where proxywall saw the attempt: a held packet (nfqueue), a packet log (nflog), a query its DNS responder answered REFUSED (dns), the kernel log (kmsg, dmesg) or offline text (parse)"),
 );
 
 const Pid = v.pipe(v.number(), v.integer(), v.minValue(1));
@@ -79,12 +85,16 @@ export const BypassDetect = event("bypass_detect", "A connection attempt that we
   src_addr: v.nullable(v.string()),
   src_port: v.nullable(Port),
   dst_addr: v.string(),
-  dst_port: Port,
+  dst_port: v.pipe(Port, v.description("0 for protocols without ports (icmp, icmpv6 and the like)")),
   uid: v.nullable(Id),
   gid: v.nullable(Id),
   out_if: v.nullable(v.string()),
   process: ProcessInfo,
   dns_query: v.pipe(v.nullable(v.string()), v.description("for DNS (port 53): the name the program tried to resolve, when the packet shows it")),
+  dns_type: v.pipe(
+    v.optional(v.nullable(v.string())),
+    v.description('for DNS: the query type ("A", "AAAA", "HTTPS", "TYPE65534"), when the packet shows it; absent where the source cannot show it (the kernel log, parse) and in lines of earlier versions'),
+  ),
   reason: v.literal("direct connection bypassed HTTP CONNECT proxy"),
   hint: v.string(),
   source: Source,

@@ -14,7 +14,7 @@ import { renderNft } from "../plan/render-nft.ts";
 import { HOLD_QUEUE, planRuleset, type Family, type Features, type LogTarget, type Rule } from "../plan/ruleset.ts";
 
 /** What a probe rule needs besides the core: a feature, or one log target (the log feature). */
-export type ProbeKey = "core" | "conntrack" | "nflog" | "kmsg" | "queue" | "limit";
+export type ProbeKey = "core" | "conntrack" | "nflog" | "kmsg" | "queue" | "limit" | "dns";
 
 export type WatchLog = Exclude<LogTarget["kind"], "none">;
 
@@ -25,6 +25,8 @@ export interface Probe {
   rule: Rule;
   /** In the hold chain (the mangle table for iptables). */
   hold: boolean;
+  /** In the nat chain (the nat table for iptables): DNS's redirect. */
+  nat?: boolean;
 }
 
 /** The features a probe needs answered, for the log targets and hold asked for. */
@@ -38,7 +40,7 @@ const PROBE_LOG: Record<WatchLog, LogTarget & { kind: WatchLog }> = {
   nflog: { kind: "nflog", group: 1, prefix: "proxywall:00000000:" },
   kmsg: { kind: "kmsg", prefix: "proxywall:00000000:" },
 };
-const NONE: Features = { conntrack: false, log: false, limit: false, queue: false };
+const NONE: Features = { conntrack: false, log: false, limit: false, queue: false, dns: false };
 const LIMIT = { perSecond: 1, burst: 2 };
 
 /** The probe rules: the fence without optional features, then one rule per feature asked about. */
@@ -55,12 +57,17 @@ export function probeRules(wants: ProbeWants): Probe[] {
     add("queue", { proto: "tcp", action: { kind: "queue", num: HOLD_QUEUE.num, limit: null } }, true);
     add("queue", { proto: "tcp", mark: HOLD_QUEUE.mark, action: { kind: "reject-tcp-reset" } });
     add("limit", { proto: "tcp", action: { kind: "queue", num: HOLD_QUEUE.num, limit: LIMIT } }, true, "queue");
+    probes.push({ key: "dns", base: null, rule: { comment: "", proto: "udp", dport: 53, action: { kind: "redirect", port: HOLD_QUEUE.dnsPort } }, hold: false, nat: true });
   }
   // Comments tell the rules apart, so that nft's line numbers lead back to each.
   return probes.map((p, i) => ({ ...p, rule: { ...p.rule, comment: `${p.rule.comment || p.key} probe ${i}` } }));
 }
 
-const ruleset = (probes: readonly Probe[]) => ({ rules: probes.filter((p) => !p.hold).map((p) => p.rule), hold: probes.filter((p) => p.hold).map((p) => p.rule) });
+const ruleset = (probes: readonly Probe[]) => ({
+  rules: probes.filter((p) => !p.hold && !p.nat).map((p) => p.rule),
+  hold: probes.filter((p) => p.hold).map((p) => p.rule),
+  nat: probes.filter((p) => p.nat).map((p) => p.rule),
+});
 
 /** The probe table for `nft -c`; a name of its own, since the check runs in proxywall's own namespace. */
 export function nftProbeText(probes: readonly Probe[]): string {
@@ -123,15 +130,19 @@ export function unsupportedKeys(probes: readonly Probe[], refused: ReadonlyMap<n
   return out;
 }
 
-/** The features a plan for `log` (and the hold, with NFLOG) gets, and the wanted ones it lacks. */
+/**
+ * The features a plan for `log` (and the hold, with NFLOG) gets, and the wanted ones it lacks.
+ * DNS's redirect comes with the hold: its responder lives on the same watch thread.
+ */
 export function featuresFor(unsupported: { has(k: ProbeKey): boolean }, log: LogTarget["kind"], hold: boolean): { features: Features; missing: (keyof Features)[] } {
-  const wanted: Features = { conntrack: true, log: log !== "none", queue: hold && log === "nflog", limit: false };
+  const wanted: Features = { conntrack: true, log: log !== "none", queue: hold && log === "nflog", limit: false, dns: hold && log === "nflog" };
   wanted.limit = wanted.log || wanted.queue;
   const can: Features = {
     conntrack: !unsupported.has("conntrack"),
     log: log !== "none" && !unsupported.has(log),
     queue: !unsupported.has("queue"),
     limit: !unsupported.has("limit"),
+    dns: !unsupported.has("dns") && !unsupported.has("conntrack"),
   };
   const keys = Object.keys(wanted) as (keyof Features)[];
   const features = Object.fromEntries(keys.map((k) => [k, wanted[k] && can[k]])) as unknown as Features;

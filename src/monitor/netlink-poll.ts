@@ -28,6 +28,8 @@ export interface PolledSocket {
   fd: number;
   /** Each chunk read; valid only during the call. */
   onChunk: (chunk: Uint8Array) => void;
+  /** Reads what is queued itself (a socket that needs recvfrom), instead of recv into onChunk. */
+  drain?: (buf: Uint8Array) => void;
 }
 
 /** struct pollfd for each fd: int fd, short events (POLLIN), short revents. */
@@ -73,7 +75,8 @@ export function readUntilWoken(sockets: readonly PolledSocket[], wakeFd: number,
     sockets.forEach((s, i) => {
       if (revents(i) === 0) return;
       if (revents(i) & POLLNVAL) throw new NetlinkError("a netlink socket was closed under its reader", EBADF);
-      readQueued(s, buf, stats);
+      if (s.drain) s.drain(buf);
+      else readQueued(s, buf, stats);
     });
     if (revents(sockets.length) !== 0) return;
   }

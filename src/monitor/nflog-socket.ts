@@ -23,6 +23,7 @@ const NFULNL_CFG_CMD_BIND = 1;
 const NFULNL_COPY_PACKET = 2;
 // enum nfulnl_attr_type
 const NFULA_PACKET_HDR = 1;
+const NFULA_IFINDEX_OUTDEV = 5;
 const NFULA_PAYLOAD = 9;
 const NFULA_PREFIX = 10;
 const NFULA_UID = 11;
@@ -37,6 +38,8 @@ export interface NflogPacket {
   gid: number | null;
   /** The IP packet from the network header, cut to copyRange bytes. Feed it to decodePacket(). */
   payload: Uint8Array;
+  /** The interface it was leaving by (NFULA_IFINDEX_OUTDEV), when the hook had one. */
+  outIfindex: number | null;
   /** Ethertype of the packet: 0x0800 IPv4, 0x86dd IPv6. */
   hwProtocol: number;
   /** Netfilter hook: 0 PRE_ROUTING, 1 LOCAL_IN, 2 FORWARD, 3 LOCAL_OUT, 4 POST_ROUTING. */
@@ -106,6 +109,7 @@ export function nflogPacket(attrs: (Uint8Array | undefined)[], hdr: Uint8Array):
     uid: be32(attrs[NFULA_UID]),
     gid: be32(attrs[NFULA_GID]),
     payload: (attrs[NFULA_PAYLOAD] ?? new Uint8Array(0)).slice(),
+    outIfindex: be32(attrs[NFULA_IFINDEX_OUTDEV]),
     hwProtocol: be16(hdr)!,
     hook: hdr[2]!,
   };

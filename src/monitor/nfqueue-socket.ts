@@ -31,6 +31,7 @@ const NFQA_CFG_F_UID_GID = 1 << 3;
 const NFQA_PACKET_HDR = 1;
 const NFQA_VERDICT_HDR = 2;
 const NFQA_MARK = 3;
+const NFQA_IFINDEX_OUTDEV = 6;
 const NFQA_PAYLOAD = 10;
 const NFQA_UID = 16;
 const NFQA_GID = 17;
@@ -51,6 +52,8 @@ export interface QueuedPacket {
   /** fsuid/fsgid of the sending socket's file (NFQA_CFG_F_UID_GID), when the packet has one. */
   uid: number | null;
   gid: number | null;
+  /** The interface it was leaving by (NFQA_IFINDEX_OUTDEV), when the hook had one. */
+  outIfindex: number | null;
   /** Ethertype: 0x0800 IPv4, 0x86dd IPv6. */
   hwProtocol: number;
   /** Netfilter hook: 3 LOCAL_OUT for the sandbox's own connections. */
@@ -177,6 +180,7 @@ export function queuedPackets(
     onPacket({
       id,
       payload: (attrs[NFQA_PAYLOAD] ?? new Uint8Array(0)).slice(),
+      outIfindex: be32(attrs[NFQA_IFINDEX_OUTDEV]),
       uid: be32(attrs[NFQA_UID]),
       gid: be32(attrs[NFQA_GID]),
       hwProtocol: be16(hdr, 4)!,

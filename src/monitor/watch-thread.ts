@@ -8,6 +8,7 @@ import { closeAndRelease, closeFd, fdLink } from "./netlink-socket.ts";
 import { makeWakeFd, wakeUp } from "./netlink-poll.ts";
 import { bindNflog } from "./nflog-socket.ts";
 import { bindNfqueue } from "./nfqueue-socket.ts";
+import { bindResponder, type ResponderSocket } from "./dns-responder.ts";
 
 /** Slots of the Int32Array both threads share. */
 export const SHARED = { cmdPid: 0, probing: 1, enobufs: 2, heapKiB: 3, size: 4 } as const;
@@ -22,6 +23,8 @@ export interface WatchThreadInit {
   log: Bound & { prefix: string };
   /** NFQUEUE: held TCP SYNs, each answered with a repeat carrying `mark` once attributed. */
   hold: (Bound & { queue: number; mark: number }) | null;
+  /** The DNS responder's sockets (none without the hold). */
+  dns: ResponderSocket[];
   /** An eventfd: written once, it ends the reading (after what is queued has been read). */
   wakeFd: number;
   nsPath: string;
@@ -30,7 +33,8 @@ export interface WatchThreadInit {
 
 export type FromWatchThread =
   | { t: "probe"; proto: "tcp" | "udp" }
-  | { t: "bypass"; source: Extract<Source, "nflog" | "nfqueue">; fields: PacketFields; dns: string | null; process: Exclude<ProcessInfo, null> }
+  | { t: "bypass"; source: Extract<Source, "nflog" | "nfqueue" | "dns">; fields: PacketFields; dns: string | null; dnsType: string | null; process: Exclude<ProcessInfo, null> }
+  | { t: "dns-unreported" }
   | { t: "failed"; message: string }
   | { t: "stopped" };
 
@@ -38,8 +42,10 @@ export interface WatchThreadOptions {
   nsPath: string;
   log: { group: number; prefix: string };
   /** Null: report only (attaching to a namespace proxywall did not fence). */
-  hold: { queue: number; mark: number } | null;
+  hold: { queue: number; mark: number; dnsPort: number } | null;
   onBypass: (b: Extract<FromWatchThread, { t: "bypass" }>) => void;
+  /** A DNS query answered and counted, but beyond the rate of lines. */
+  onDnsUnreported: () => void;
   onProbe: (proto: "tcp" | "udp") => void;
   /** The thread could not start or stopped reading: nothing more will be reported. */
   onFailure: (why: string) => void;
@@ -75,9 +81,11 @@ export function startWatchThread(o: WatchThreadOptions): WatchThread {
   try {
     const log = { ...bindNflog({ netns: o.nsPath, group: o.log.group }), prefix: o.log.prefix };
     opened.push(log.fd);
-    const hold = o.hold ? { ...bindNfqueue({ netns: o.nsPath, queue: o.hold.queue }), ...o.hold } : null;
+    const hold = o.hold ? { ...bindNfqueue({ netns: o.nsPath, queue: o.hold.queue }), queue: o.hold.queue, mark: o.hold.mark } : null;
     if (hold) opened.push(hold.fd);
-    init = { log, hold, wakeFd: makeWakeFd(), nsPath: o.nsPath, shared: new SharedArrayBuffer(4 * SHARED.size) };
+    const dns = o.hold ? bindResponder(o.nsPath, o.hold.dnsPort) : [];
+    opened.push(...dns.map((d) => d.fd));
+    init = { log, hold, dns, wakeFd: makeWakeFd(), nsPath: o.nsPath, shared: new SharedArrayBuffer(4 * SHARED.size) };
   } catch (e) {
     for (const fd of opened) closeFd(fd);
     throw e;
@@ -91,6 +99,7 @@ export function startWatchThread(o: WatchThreadOptions): WatchThread {
     const m = e.data;
     if (m.t === "bypass") o.onBypass(m);
     else if (m.t === "probe") o.onProbe(m.proto);
+    else if (m.t === "dns-unreported") o.onDnsUnreported();
     else if (m.t === "failed") o.onFailure(m.message);
     else stoppedNow();
   };

@@ -12,12 +12,14 @@
 import { heapSize } from "bun:jsc";
 import type { ProcessInfo } from "../events/schema.ts";
 import type { PacketFields } from "../kernel-log/log-fields.ts";
-import { dnsQueryName } from "../net/dns-query.ts";
+import { dnsQuestion } from "../net/dns-query.ts";
 import { decodePacket, type DecodedPacket } from "../net/ip-packet.ts";
 import { GcPacer } from "../sys/gc-pacer.ts";
 import { setRealtime } from "../sys/sched.ts";
 import { ThreadPriority } from "./thread-priority.ts";
-import { Attributor } from "./attribution.ts";
+import { Attributor, SANDBOX_ADDRS } from "./attribution.ts";
+import { Conntrack } from "./conntrack.ts";
+import { drainQueries, type Query, type ResponderSocket } from "./dns-responder.ts";
 import { messageSplitter, packetDecoder, type ListenerStats } from "./netlink-codec.ts";
 import { readUntilWoken } from "./netlink-poll.ts";
 import { NFLOG_FORMAT, nflogPacket } from "./nflog-socket.ts";
@@ -37,21 +39,24 @@ interface Reporting {
   report(source: "nflog" | "nfqueue", d: DecodedPacket, uid: number | null, gid: number | null, process: Process): void;
 }
 
-/** A socket to read, with the chunks read while it was configured. */
+/** A socket the thread polls: netlink ones are read into onChunk, the DNS responder's drain themselves. */
 interface Reader {
   fd: number;
   early: Uint8Array[];
   onChunk: (chunk: Uint8Array) => void;
+  drain?: (buf: Uint8Array) => void;
 }
 
 // Refused requests (a verdict for a packet the kernel no longer has) change nothing to report.
 const ignore = () => {};
 
-/** What a bypass_detect line says of a packet: its fields, and the name it asks for when it is DNS. */
-function packetReport(d: DecodedPacket, uid: number | null, gid: number | null): { fields: PacketFields; dns: string | null } {
+/** What a bypass_detect line says of a packet: its fields, and the name and type it asks for when it is DNS. */
+function packetReport(d: DecodedPacket, uid: number | null, gid: number | null): { fields: PacketFields; dns: string | null; dnsType: string | null } {
+  const q = d.dstPort === 53 && (d.proto === "tcp" || d.proto === "udp") ? dnsQuestion(d.l4Payload, d.proto === "tcp") : null;
   return {
     fields: { proto: d.proto, family: d.family, srcAddr: d.srcAddr, srcPort: d.srcPort, dstAddr: d.dstAddr, dstPort: d.dstPort, uid, gid, outIf: null },
-    dns: d.dstPort === 53 ? dnsQueryName(d.l4Payload, d.proto === "tcp") : null,
+    dns: q?.name ?? null,
+    dnsType: q?.type ?? null,
   };
 }
 
@@ -84,7 +89,8 @@ function logReader(log: WatchThreadInit["log"], r: Reporting, stats: ListenerSta
       if (p.prefix !== log.prefix) return;
       const d = decodePacket(p.payload);
       if (!d) return;
-      if (r.isProbe(d)) r.send({ t: "probe", proto: d.proto });
+      d.outIfindex = p.outIfindex;
+      if (r.isProbe(d)) r.send({ t: "probe", proto: d.proto === "tcp" ? "tcp" : "udp" });
       else r.report("nflog", d, p.uid, p.gid, r.attribute(d, false));
     },
     stats,
@@ -100,6 +106,7 @@ function holdReader(hold: NonNullable<WatchThreadInit["hold"]>, r: Reporting, st
     queue,
     (p) => {
       const d = decodePacket(p.payload);
+      if (d) d.outIfindex = p.outIfindex;
       const probing = d !== null && r.isProbe(d);
       // Attribution needs the socket, so the verdict waits for it; it is a reject either way,
       // and it is given whatever the lookup does: a held SYN with no verdict would hang CMD.
@@ -109,7 +116,7 @@ function holdReader(hold: NonNullable<WatchThreadInit["hold"]>, r: Reporting, st
       } finally {
         p.verdict({ repeatWithMark: mark });
       }
-      if (probing) r.send({ t: "probe", proto: d.proto });
+      if (probing) r.send({ t: "probe", proto: d.proto === "tcp" ? "tcp" : "udp" });
       else if (d && process) r.report("nfqueue", d, p.uid, p.gid, process);
     },
     ignore,
@@ -118,27 +125,76 @@ function holdReader(hold: NonNullable<WatchThreadInit["hold"]>, r: Reporting, st
   return { fd, early: hold.early, onChunk: messageSplitter(packetDecoder(NFQUEUE_FORMAT, onPacket, stats), stats, ignore) };
 }
 
+/**
+ * The DNS responder: each query is attributed while its sender waits for the answer (so the
+ * socket still exists), its first destination is read back from conntrack, then it is answered
+ * REFUSED (drainQueries sends the answer after this returns) and reported.
+ */
+function dnsReader(s: ResponderSocket, attributor: Attributor, conntrack: Conntrack | null, r: Reporting): Reader {
+  // Lines at most as often as the fence logs the rest (--log-rate's default); every query is
+  // still answered and counted.
+  let tokens = DNS_BURST;
+  let last = performance.now();
+  const onQuery = (q: Query) => {
+    const now = performance.now();
+    tokens = Math.min(DNS_BURST, tokens + ((now - last) * DNS_RATE) / 1000);
+    last = now;
+    if (tokens < 1) {
+      r.send({ t: "dns-unreported" });
+      return;
+    }
+    tokens -= 1;
+    const process = attributor.attributeLocal(q.family, q.srcAddr, q.srcPort);
+    const first = conntrack?.originalDestination(q.family, { addr: s.addr, port: s.port }, { addr: q.srcAddr, port: q.srcPort }) ?? { error: "no conntrack socket" };
+    // Without the entry (it cannot be missing while the redirect holds): the responder's own end.
+    const dst = "error" in first ? { addr: s.addr, port: 53 } : first;
+    r.send({
+      t: "bypass",
+      source: "dns",
+      fields: { proto: "udp", family: q.family, srcAddr: q.srcAddr, srcPort: q.srcPort, dstAddr: dst.addr, dstPort: dst.port, uid: null, gid: null, outIf: null },
+      dns: q.name,
+      dnsType: q.type,
+      process,
+    });
+  };
+  return { fd: s.fd, early: [], onChunk: () => {}, drain: (buf) => drainQueries(s, buf, onQuery) };
+}
+
+const DNS_RATE = 100;
+const DNS_BURST = 200;
+
 function run(init: WatchThreadInit): void {
   const shared = new Int32Array(init.shared);
   let attributor: Attributor | null = null;
+  let conntrack: Conntrack | null = null;
   const stats: ListenerStats = { packets: 0, enobufs: 0, decodeErrors: 0 };
   try {
-    attributor = new Attributor(init.nsPath, () => Atomics.load(shared, SHARED.cmdPid) || null);
+    // A sandbox's sockets send from its known addresses; a monitored namespace's are not known.
+    attributor = new Attributor(init.nsPath, () => Atomics.load(shared, SHARED.cmdPid) || null, init.hold ? SANDBOX_ADDRS : null);
+    if (init.dns.length > 0) {
+      try {
+        conntrack = new Conntrack(init.nsPath);
+      } catch {
+        // The lines then name the responder's own address as the destination.
+      }
+    }
     const r = reporting(attributor, shared);
-    const readers = [logReader(init.log, r, stats), ...(init.hold ? [holdReader(init.hold, r, stats)] : [])];
+    const dns = init.dns.map((s) => dnsReader(s, attributor!, conntrack, r));
+    // The log first: its messages were queued before the datagrams that reached the responder.
+    const readers: Reader[] = [logReader(init.log, r, stats), ...(init.hold ? [holdReader(init.hold, r, stats)] : []), ...dns];
     for (const s of readers) for (const chunk of s.early) s.onChunk(chunk);
     const priority = new ThreadPriority(setRealtime);
     readUntilWoken(
-      readers.map(({ fd, onChunk }) => ({
-        fd,
-        onChunk: (chunk: Uint8Array) => {
+      readers.map(({ fd, onChunk, drain }) => {
+        const timed = <A>(f: (a: A) => void) => (a: A) => {
           const t0 = performance.now();
-          onChunk(chunk);
+          f(a);
           Atomics.store(shared, SHARED.enobufs, stats.enobufs);
           Atomics.store(shared, SHARED.heapKiB, heapSize() >>> 10);
           priority.account(performance.now() - t0);
-        },
-      })),
+        };
+        return { fd, onChunk: timed(onChunk), ...(drain ? { drain: timed(drain) } : {}) };
+      }),
       init.wakeFd,
       stats,
     );
@@ -148,6 +204,7 @@ function run(init: WatchThreadInit): void {
     Atomics.store(shared, SHARED.enobufs, stats.enobufs);
     // Its sock_diag socket lives in the sandbox namespace: closed here, before the namespace goes.
     attributor?.close();
+    conntrack?.close();
     postMessage({ t: "stopped" } satisfies FromWatchThread);
   }
 }

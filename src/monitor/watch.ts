@@ -52,6 +52,8 @@ export class Watch {
   private closed = false;
   private readonly gc = new GcPacer();
   private cmdPid: number | null = null;
+  /** DNS queries the responder answered: the fence's counters never see them (they are redirected, not rejected). */
+  private dnsQueries = 0;
   source: MonitorSource = "off";
 
   private constructor(private readonly o: WatchOptions) {}
@@ -113,8 +115,12 @@ export class Watch {
     this.thread = startWatchThread({
       nsPath: o.nsPath,
       log: { group: o.nflogGroup, prefix: o.prefix },
-      hold: o.hold ? { queue: o.hold.num, mark: o.hold.mark } : null,
-      onBypass: (b) => this.emitPacket(b.fields, b.dns, b.source, b.process),
+      hold: o.hold ? { queue: o.hold.num, mark: o.hold.mark, dnsPort: o.hold.dnsPort } : null,
+      onBypass: (b) => {
+        if (b.source === "dns") this.dnsQueries++;
+        this.emitPacket(b.fields, b.dns, b.source, b.process, null, b.dnsType);
+      },
+      onDnsUnreported: () => this.dnsQueries++,
       onProbe: (proto) => this.probed(proto),
       onFailure: (why) => o.degrade("monitor-nflog", `the NFLOG/NFQUEUE reader stopped: ${why}`, "report this as a bug", STILL),
     });
@@ -153,7 +159,7 @@ export class Watch {
    */
   private logged(fields: PacketFields, logTime: string | null, source: "kmsg" | "dmesg"): void {
     if (this.probe && isProbe(fields)) {
-      this.probed(fields.proto);
+      this.probed(fields.proto === "tcp" ? "tcp" : "udp");
       return;
     }
     this.attributor ??= new Attributor(this.o.nsPath, () => this.cmdPid);
@@ -161,9 +167,9 @@ export class Watch {
   }
 
   /** The one place a bypass_detect line is built, from a packet already attributed. */
-  private emitPacket(fields: PacketFields, dns: string | null, source: Source, process: Exclude<ProcessInfo, null>, logTime: string | null = null): void {
-    const event = bypassEvent({ sandbox: this.o.sandbox, source, proxy: this.o.proxy }, fields, logTime);
-    this.deliver({ ...event, process, dns_query: dns, action: this.o.action });
+  private emitPacket(fields: PacketFields, dns: string | null, source: Source, process: Exclude<ProcessInfo, null>, logTime: string | null = null, dnsType: string | null = null): void {
+    const event = bypassEvent({ sandbox: this.o.sandbox, source, proxy: this.o.proxy }, fields, logTime, process);
+    this.deliver({ ...event, process, dns_query: dns, dns_type: dnsType, action: this.o.action });
   }
 
   private deliver(e: BypassDetect): void {
@@ -216,12 +222,18 @@ export class Watch {
     const now = await readRejectTotals(this.o.nsPath, this.backend);
     if (!now) return null;
     const b = this.baseline ?? { tcp: 0, udp: 0, other: 0 };
-    return { tcp: now.tcp - b.tcp, udp: now.udp - b.udp, other: now.other - b.other };
+    // DNS over UDP is answered by the responder, not rejected: it counts what the counters cannot.
+    return { tcp: now.tcp - b.tcp, udp: now.udp - b.udp + this.dnsQueries, other: now.other - b.other };
   }
 
   /** The watch thread's JS heap in bytes (0 without one). */
   get threadHeapBytes(): number {
     return this.thread?.heapBytes ?? 0;
+  }
+
+  /** DNS queries the responder answered REFUSED (the fence's counters do not see them: they are redirected, not rejected). */
+  get dnsAnswered(): number {
+    return this.dnsQueries;
   }
 
   /** Packet messages the kernel dropped because proxywall fell behind. */

@@ -25,6 +25,26 @@ function labelText(bytes: Uint8Array, from: number, to: number): string {
  * question are rejected (queries do not use them).
  */
 export function dnsQueryName(payload: Uint8Array, overTcp = false): string | null {
+  return dnsQuestion(payload, overTcp)?.name ?? null;
+}
+
+/** Query types by name (RFC 1035, 3596, 2782, 9460 and friends); others are "TYPEnnn" (RFC 3597). */
+const TYPES: Record<number, string> = { 1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA", 33: "SRV", 35: "NAPTR", 43: "DS", 48: "DNSKEY", 64: "SVCB", 65: "HTTPS", 255: "ANY" };
+
+export function dnsTypeName(t: number): string {
+  return TYPES[t] ?? `TYPE${t}`;
+}
+
+export interface DnsQuestion {
+  name: string;
+  /** The query type by name ("A", "AAAA", "TYPE65534"). */
+  type: string;
+  /** Where the question ends in the message (after QTYPE and QCLASS). */
+  end: number;
+}
+
+/** The first question (name, type) of a DNS message; null as for dnsQueryName. */
+export function dnsQuestion(payload: Uint8Array, overTcp = false): DnsQuestion | null {
   let msg = payload;
   if (overTcp) {
     if (payload.length < 2) return null;
@@ -46,7 +66,8 @@ export function dnsQueryName(payload: Uint8Array, overTcp = false): string | nul
     if (len === 0) {
       // QTYPE and QCLASS must follow.
       if (at + 1 + 4 > msg.length) return null;
-      return labels.length === 0 ? "." : labels.join(".");
+      const type = (msg[at + 1]! << 8) | msg[at + 2]!;
+      return { name: labels.length === 0 ? "." : labels.join("."), type: dnsTypeName(type), end: at + 5 };
     }
     if (len > MAX_LABEL) return null; // 0xC0 pointer, or the reserved 0x40/0x80 forms
     if (at + 1 + len > msg.length) return null;
@@ -54,4 +75,24 @@ export function dnsQueryName(payload: Uint8Array, overTcp = false): string | nul
     at += 1 + len;
   }
   return null;
+}
+
+const RCODE_REFUSED = 5;
+
+/**
+ * The answer REFUSED to a query (UDP payload, no length prefix): its id, opcode and RD flag, QR
+ * set, and its first question echoed (resolvers check it), nothing else. Null when the query has
+ * no complete question.
+ */
+export function refusedAnswer(query: Uint8Array): Uint8Array | null {
+  const q = dnsQuestion(query);
+  if (!q || (query[2]! & 0x80) !== 0) return null; // no question, or it is an answer itself
+  const out = new Uint8Array(q.end);
+  out.set(query.subarray(0, q.end));
+  out[2] = 0x80 | (query[2]! & 0x79); // QR, the opcode and RD as asked; AA and TC clear
+  out[3] = RCODE_REFUSED; // RA clear: this is no recursive resolver
+  out[4] = 0;
+  out[5] = 1; // QDCOUNT 1
+  out.fill(0, 6, 12); // ANCOUNT, NSCOUNT, ARCOUNT
+  return out;
 }

@@ -1,13 +1,16 @@
 // Decodes the raw IP packets that NFLOG and NFQUEUE deliver (network header first, no link layer)
-// into their five-tuple, TCP flags and payload. The tuple is the same type a kernel-log line's
+// into their five-tuple, TCP flags and payload: TCP and UDP, and every other protocol the fence
+// logs (UDP-Lite, SCTP and DCCP with their ports; ICMP, ICMPv6 and the rest with ports 0). The tuple is the same type a kernel-log line's
 // fields carry, so one attribution and one event builder serve every source. Never throws:
 // anything it cannot read is null.
-import type { Family, FullTuple } from "./five-tuple.ts";
+import { protoName, type Family, type FullTuple } from "./five-tuple.ts";
 import { formatIPv6 } from "./ip-address.ts";
 
 export interface DecodedPacket extends FullTuple {
   /** TCP only: header byte 13 (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10, URG 0x20, ECE 0x40, CWR 0x80). */
   tcpFlags?: number;
+  /** ICMP and ICMPv6 only: the message type (8 echo request, 128 ICMPv6 echo request, ...). */
+  icmpType?: number;
   /**
    * The TCP/UDP payload that was captured: bounded by the IP/UDP length fields and by what the
    * capture holds (NFLOG/NFQUEUE copy ranges cut long packets), so it may be shorter than sent.
@@ -20,8 +23,11 @@ export const TCP_SYN = 0x02;
 export const TCP_RST = 0x04;
 export const TCP_ACK = 0x10;
 
+const IPPROTO_ICMP = 1;
 const IPPROTO_TCP = 6;
 const IPPROTO_UDP = 17;
+const IPPROTO_ICMPV6 = 58;
+const IPPROTO_UDPLITE = 136;
 // IPv6 extension headers walked over to reach TCP/UDP.
 const IPV6_HOPOPTS = 0;
 const IPV6_ROUTING = 43;
@@ -41,8 +47,8 @@ function ipv6Text(b: Uint8Array, at: number): string {
 }
 
 /**
- * TCP or UDP at bytes[at, end): end is where the IP layer says the packet stops, clamped to what
- * was captured.
+ * The transport header at bytes[at, end): end is where the IP layer says the packet stops, clamped
+ * to what was captured. TCP and UDP need their whole header; other protocols give what they show.
  */
 function transport(
   bytes: Uint8Array,
@@ -54,38 +60,28 @@ function transport(
   dstAddr: string,
 ): DecodedPacket | null {
   const port = (i: number) => (bytes[i]! << 8) | bytes[i + 1]!;
+  const base = { family, proto: protoName(proto), srcAddr, dstAddr };
   if (proto === IPPROTO_TCP) {
     if (end - at < 20) return null;
     const headerLen = (bytes[at + 12]! >> 4) * 4;
     if (headerLen < 20) return null;
     const payloadStart = Math.min(at + headerLen, end);
-    return {
-      family,
-      proto: "tcp",
-      srcAddr,
-      srcPort: port(at),
-      dstAddr,
-      dstPort: port(at + 2),
-      tcpFlags: bytes[at + 13]!,
-      l4Payload: bytes.subarray(payloadStart, end),
-    };
+    return { ...base, srcPort: port(at), dstPort: port(at + 2), tcpFlags: bytes[at + 13]!, l4Payload: bytes.subarray(payloadStart, end) };
   }
-  if (proto === IPPROTO_UDP) {
+  if (proto === IPPROTO_UDP || proto === IPPROTO_UDPLITE) {
     if (end - at < 8) return null;
-    const udpLen = port(at + 4);
-    // 0 is legal for IPv6 jumbograms; otherwise the UDP length bounds the payload.
+    // UDP: 0 is legal for IPv6 jumbograms; otherwise the UDP length bounds the payload. UDP-Lite
+    // has a checksum coverage there instead: the IP layer bounds its payload.
+    const udpLen = proto === IPPROTO_UDP ? port(at + 4) : 0;
     const udpEnd = udpLen >= 8 ? Math.min(at + udpLen, end) : end;
-    return {
-      family,
-      proto: "udp",
-      srcAddr,
-      srcPort: port(at),
-      dstAddr,
-      dstPort: port(at + 2),
-      l4Payload: bytes.subarray(at + 8, udpEnd),
-    };
+    return { ...base, srcPort: port(at), dstPort: port(at + 2), l4Payload: bytes.subarray(at + 8, udpEnd) };
   }
-  return null;
+  if (base.proto === "sctp" || base.proto === "dccp") {
+    if (end - at < 4) return null;
+    return { ...base, srcPort: port(at), dstPort: port(at + 2), l4Payload: new Uint8Array(0) };
+  }
+  const icmp = proto === IPPROTO_ICMP || proto === IPPROTO_ICMPV6;
+  return { ...base, srcPort: 0, dstPort: 0, ...(icmp && end > at ? { icmpType: bytes[at]! } : {}), l4Payload: new Uint8Array(0) };
 }
 
 function decodeIPv4(bytes: Uint8Array): DecodedPacket | null {
@@ -109,9 +105,8 @@ function decodeIPv6(bytes: Uint8Array): DecodedPacket | null {
   let next = bytes[6]!;
   let at = 40;
   for (let i = 0; i <= MAX_EXT_HEADERS; i++) {
-    if (next === IPPROTO_TCP || next === IPPROTO_UDP) {
-      return transport(bytes, next, at, end, "ipv6", ipv6Text(bytes, 8), ipv6Text(bytes, 24));
-    }
+    const ext = next === IPV6_HOPOPTS || next === IPV6_ROUTING || next === IPV6_FRAGMENT || next === IPV6_AH || next === IPV6_DSTOPTS;
+    if (!ext) return transport(bytes, next, at, end, "ipv6", ipv6Text(bytes, 8), ipv6Text(bytes, 24));
     if (i === MAX_EXT_HEADERS || at + 8 > end) return null;
     switch (next) {
       case IPV6_HOPOPTS:
@@ -131,17 +126,15 @@ function decodeIPv6(bytes: Uint8Array): DecodedPacket | null {
         next = bytes[at]!;
         at += (bytes[at + 1]! + 2) * 4;
         break;
-      default:
-        return null;
     }
   }
   return null;
 }
 
 /**
- * Decodes an IPv4 or IPv6 packet carrying TCP or UDP (IPv6 extension headers hop-by-hop,
- * routing, destination options, fragment and AH are skipped). Returns null for other protocols,
- * non-first fragments and input too short to hold the headers; never throws.
+ * Decodes an IPv4 or IPv6 packet (IPv6 extension headers hop-by-hop, routing, destination options,
+ * fragment and AH are skipped). Returns null for non-first fragments and input too short to hold
+ * the headers TCP and UDP need; never throws.
  */
 export function decodePacket(bytes: Uint8Array): DecodedPacket | null {
   try {

@@ -28,7 +28,7 @@ export function planObserve(input: ObserveInput): Ruleset {
   for (const proto of ["tcp", "udp"] as const) {
     rules.push({ comment: `log ${proto} connection`, proto, action: { kind: "log", target: input.log, limit } });
   }
-  return { rules, hold: [] };
+  return { rules, hold: [], nat: [] };
 }
 
 export const OBSERVE_FEATURES = { conntrack: ALL_FEATURES.conntrack, limit: ALL_FEATURES.limit };

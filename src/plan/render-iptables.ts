@@ -21,6 +21,8 @@ function target(a: Action, family: Family): string {
       return "-j REJECT --reject-with tcp-reset";
     case "reject-port-unreachable":
       return `-j REJECT --reject-with ${family === "ipv4" ? "icmp-port-unreachable" : "icmp6-port-unreachable"}`;
+    case "redirect":
+      return `-j REDIRECT --to-ports ${a.port}`;
     case "queue":
       return `${limit(a.limit)}-j NFQUEUE --queue-num ${a.num} --queue-bypass`;
     case "log": {
@@ -53,7 +55,8 @@ export function iptablesRules(r: Rule, family: Family, chain = "OUTPUT"): string
 
 /**
  * iptables-restore input for one family: the filter table's OUTPUT chain is the fence; the hold
- * chain, when there is one, is the mangle table's OUTPUT chain, which runs before it.
+ * chain, when there is one, is the mangle table's OUTPUT chain, which runs before it; DNS's
+ * redirect is the nat table's OUTPUT chain, which runs before both.
  */
 export function renderIptables(ruleset: Ruleset, family: Family): string {
   const lines = (rules: readonly Rule[]) => rules.flatMap((r) => iptablesRules(r, family)).join("\n");
@@ -61,5 +64,7 @@ export function renderIptables(ruleset: Ruleset, family: Family): string {
     ruleset.hold.length === 0
       ? ""
       : `*mangle\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n${lines(ruleset.hold)}\nCOMMIT\n`;
-  return `${mangle}*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT DROP [0:0]\n${lines(ruleset.rules)}\nCOMMIT\n`;
+  const nat =
+    ruleset.nat.length === 0 ? "" : `*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n${lines(ruleset.nat)}\nCOMMIT\n`;
+  return `${nat}${mangle}*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT DROP [0:0]\n${lines(ruleset.rules)}\nCOMMIT\n`;
 }

@@ -19,6 +19,8 @@ function action(a: Action): string {
       return "reject with tcp reset";
     case "reject-port-unreachable":
       return "reject with icmpx type port-unreachable";
+    case "redirect":
+      return `redirect to :${a.port}`;
     case "queue":
       // bypass: with nobody listening the packet goes on to the rules below (log, reject).
       return `${limit(a.limit)}queue num ${a.num} bypass`;
@@ -60,5 +62,7 @@ export function renderNft(ruleset: Ruleset, table = NFT_TABLE): string {
     ruleset.hold.length === 0
       ? ""
       : `\tchain hold {\n\t\ttype filter hook output priority -10; policy accept;\n${body(ruleset.hold)}\t}\n`;
-  return `table inet ${table} {\n${hold}\tchain output {\n\t\ttype filter hook output priority filter; policy drop;\n${body(ruleset.rules)}\t}\n}\n`;
+  // The nat chain runs at priority -100 (dstnat), before the hold (-10) and the fence (0).
+  const nat = ruleset.nat.length === 0 ? "" : `\tchain dns {\n\t\ttype nat hook output priority -100; policy accept;\n${body(ruleset.nat)}\t}\n`;
+  return `table inet ${table} {\n${nat}${hold}\tchain output {\n\t\ttype filter hook output priority filter; policy drop;\n${body(ruleset.rules)}\t}\n}\n`;
 }

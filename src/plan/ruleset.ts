@@ -9,7 +9,15 @@
 //     counted as bypasses;
 //  4. every other TCP and UDP connection: a rate-limited log step, then a reject that fails fast
 //     (TCP reset: ICMP would cost blocking and IPv6 clients a one-second retransmit);
-//  5. everything else (other protocols) is dropped and counted.
+//  5. everything else (other protocols: ICMP echo, UDP-Lite, SCTP, ...) is logged (rate-limited)
+//     and dropped, and counted.
+//
+// With the watch thread, a "dns" chain at the nat hook (before both) redirects every UDP DNS query,
+// whatever its server (loopback ones too), to proxywall's DNS responder on the sandbox's own
+// loopback. It answers REFUSED at once, so the client fails as fast as at a reject; and since the
+// client waits for that answer, its socket still exists while proxywall names it (a reject
+// fails sendto with EPERM, and getaddrinfo closes the socket within a fraction of a millisecond,
+// before a lookup made after the log message finds it).
 //
 // The proxy needs no rule of its own: its door is on the sandbox's own loopback (rule 1), and the
 // sandbox has no host side that a rule would have to open.
@@ -38,18 +46,24 @@ export interface Features {
   limit: boolean;
   /** NFQUEUE, to hold TCP SYNs for attribution. */
   queue: boolean;
+  /** NAT redirect (nft redirect / xt REDIRECT in the nat table), to send DNS to proxywall's responder. */
+  dns: boolean;
 }
 
-export const ALL_FEATURES: Features = { conntrack: true, log: true, limit: true, queue: true };
+export const ALL_FEATURES: Features = { conntrack: true, log: true, limit: true, queue: true, dns: true };
 
-/** Holding TCP SYNs for attribution: the queue, and the mark proxywall's verdict puts on them. */
+/**
+ * What the watch thread serves: the queue TCP SYNs are held in, the mark proxywall's verdict puts
+ * on them, and the port of its DNS responder on the sandbox's loopback (127.0.0.1 and ::1).
+ */
 export interface HoldQueue {
   num: number;
   mark: number;
+  dnsPort: number;
 }
 
 /** Per namespace, so fixed numbers serve every sandbox. */
-export const HOLD_QUEUE: HoldQueue = { num: 1, mark: 0x70770001 };
+export const HOLD_QUEUE: HoldQueue = { num: 1, mark: 0x70770001, dnsPort: 3053 };
 
 export interface RulesetInput {
   log: LogTarget;
@@ -71,6 +85,7 @@ export type Action =
   | { kind: "queue"; num: number; limit: Limit | null }
   | { kind: "reject-tcp-reset" }
   | { kind: "reject-port-unreachable" }
+  | { kind: "redirect"; port: number }
   | { kind: "drop" };
 
 export interface Rule {
@@ -97,6 +112,8 @@ export interface Ruleset {
   rules: Rule[];
   /** The hold chain (runs before the fence; policy accept); empty without attribution. */
   hold: Rule[];
+  /** The nat chain (output hook, before both): DNS to proxywall's responder; empty without it. */
+  nat: Rule[];
 }
 
 /** ICMPv6 messages that neighbour discovery and multicast listener reports need. */
@@ -139,6 +156,16 @@ export function planRuleset(input: RulesetInput): Ruleset {
       action: { kind: proto === "tcp" ? "reject-tcp-reset" : "reject-port-unreachable" },
     });
   }
+  if (features.log && input.log.kind !== "none") {
+    rules.push({ comment: "log other protocols", action: { kind: "log", target: input.log, limit } });
+  }
   rules.push({ comment: "everything else", counter: true, action: { kind: "drop" } });
-  return { rules, hold };
+  const nat: Rule[] = held && features.dns && features.conntrack ? [{ comment: "dns to proxywall's responder", proto: "udp", dport: 53, action: { kind: "redirect", port: held.dnsPort } }] : [];
+  if (held && nat.length > 0) {
+    // A redirected query keeps the out interface it was routed to first (the hook's state is
+    // fixed before the nat rule reroutes it to lo), so the loopback rule does not see it.
+    const to = (family: Family, daddr: string): Rule => ({ comment: "dns redirected to proxywall's responder", family, proto: "udp", daddr, dport: held.dnsPort, action: { kind: "accept" } });
+    rules.splice(1, 0, to("ipv4", "127.0.0.1"), to("ipv6", "::1"));
+  }
+  return { rules, hold, nat };
 }

@@ -32,6 +32,11 @@ const FEATURE_LOSS: Record<keyof Features, { missing: string; fix: string; still
     fix: "load nfnetlink_queue and nft_queue (or xt_NFQUEUE) on the host",
     still: "all direct TCP/UDP connections are still rejected and logged",
   },
+  dns: {
+    missing: "NAT redirect (nft redirect / xt REDIRECT): DNS queries cannot be answered by proxywall's responder, so a resolver that closes its socket at once is reported without a process",
+    fix: "load nf_nat and nft_redirect (or iptable_nat and xt_REDIRECT) on the host",
+    still: "all direct TCP/UDP connections, DNS included, are still rejected and logged",
+  },
 };
 
 const IPTABLES_PACKAGE = "add the iptables package to the image (apt-get install iptables; apk add iptables)";

@@ -96,7 +96,7 @@ export const EcsDocument = v.pipe(
     destination: opt(Endpoint),
     network: opt(
       v.strictObject({
-        transport: opt(v.picklist(["tcp", "udp"])),
+        transport: opt(v.string()),
         type: opt(v.picklist(["ipv4", "ipv6"])),
         direction: opt(v.literal("egress")),
         protocol: opt(v.picklist(["dns", "http"])),

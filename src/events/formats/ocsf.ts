@@ -102,8 +102,8 @@ const Endpoint = v.strictObject({
 const ConnectionInfo = v.strictObject({
   direction_id: v.literal(2),
   direction: v.literal("Outbound"),
-  protocol_num: v.optional(v.picklist([6, 17])),
-  protocol_name: v.optional(v.picklist(["tcp", "udp"])),
+  protocol_num: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(255))),
+  protocol_name: v.optional(v.string()),
   protocol_ver_id: v.optional(v.picklist([4, 6])),
 });
 
@@ -184,11 +184,12 @@ function head<C extends ClassName>(cls: C, activity: keyof (typeof OCSF_CLASSES)
 
 const basename = (path: string) => path.slice(path.lastIndexOf("/") + 1).replace(/ \(deleted\)$/, "");
 
-const PROTO = { tcp: { protocol_num: 6, protocol_name: "tcp" }, udp: { protocol_num: 17, protocol_name: "udp" } } as const;
-const outbound = (proto: "tcp" | "udp" | null, family: "ipv4" | "ipv6" | null) => ({
+// IANA protocol numbers of the names bypass lines use ("ip-N" carries its number).
+const PROTO_NUM: Record<string, number> = { tcp: 6, udp: 17, udplite: 136, sctp: 132, dccp: 33, icmp: 1, icmpv6: 58, igmp: 2, gre: 47, esp: 50, ah: 51 };
+const outbound = (proto: string | null, family: "ipv4" | "ipv6" | null) => ({
   direction_id: 2 as const,
   direction: "Outbound" as const,
-  ...(proto === null ? {} : PROTO[proto]),
+  ...(proto === null ? {} : { protocol_num: PROTO_NUM[proto] ?? Number(proto.slice(3)), protocol_name: proto }),
   ...(family === null ? {} : { protocol_ver_id: family === "ipv4" ? (4 as const) : (6 as const) }),
 });
 
