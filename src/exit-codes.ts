@@ -9,6 +9,10 @@ export const EXIT = {
   sandbox: 3,
   /** `run --fail-on-bypass`: CMD succeeded, but it tried to go around the proxy. */
   bypass: 4,
+  /** `run --fail-on-bypass`: the fence was changed during the run (whatever CMD's code). */
+  fenceChanged: 5,
+  /** `run`: CMD exited 0, but event lines were lost and stderr, gone too, could not say so. */
+  eventsLost: 6,
 } as const;
 
 /** An error that ends proxywall with a given exit code and a one-line message. */

@@ -4,7 +4,7 @@ import { EXIT, ExitError, usageError } from "../src/exit-codes.ts";
 
 describe("exit codes", () => {
   test("the numbers in the README's table", () => {
-    expect(EXIT).toEqual({ ok: 0, failure: 1, usage: 2, sandbox: 3, bypass: 4 });
+    expect(EXIT).toEqual({ ok: 0, failure: 1, usage: 2, sandbox: 3, bypass: 4, fenceChanged: 5, eventsLost: 6 });
   });
 
   test("ExitError carries its message and code, and is an Error", () => {

@@ -1,6 +1,15 @@
 // Writes JSON lines so that every line lands whole: each line is one synchronous write loop that
 // nothing else in this process can run into, and a buffered writer flushes only whole lines.
-import { writeSync } from "node:fs";
+//
+// A writer that must outlive its destination (`run`'s and `monitor`'s event sink: keepGoing())
+// never throws: supervision matters more than its output. A line that cannot be written (the
+// reader went away, the disk is full, the descriptor was closed) is counted in `lost`, a line cut
+// short in a regular file is cut off again so the file holds only whole lines, and the session
+// says how many were lost at the end (reportLost).
+import { fstatSync, ftruncateSync, writeSync } from "node:fs";
+
+/** Errors after which no later write to the same descriptor can succeed. */
+const FOREVER = new Set(["EPIPE", "EBADF", "ECONNRESET", "EINVAL"]);
 
 function writeAll(fd: number, bytes: Uint8Array): void {
   let off = 0;
@@ -10,8 +19,19 @@ function writeAll(fd: number, bytes: Uint8Array): void {
     } catch (e) {
       // A non-blocking pipe whose reader is slow: wait for room rather than tear the line.
       if ((e as NodeJS.ErrnoException).code === "EAGAIN") Bun.sleepSync(1);
-      else throw e;
+      else throw Object.assign(e as Error, { written: off });
     }
+  }
+}
+
+/** After a short write ended in an error: takes the torn tail back out of a regular file. */
+function untear(fd: number, written: number): void {
+  if (written === 0) return;
+  try {
+    const st = fstatSync(fd);
+    if (st.isFile() && st.size >= written) ftruncateSync(fd, st.size - written);
+  } catch {
+    // Not a file, or gone: nothing to take back.
   }
 }
 
@@ -29,12 +49,39 @@ export class LineWriter {
   /** Whole lines, UTF-8, waiting for flush (buffered mode only). */
   private buf: Uint8Array | null = null;
   private used = 0;
+  /** Lines in `buf`. */
+  private pending = 0;
+  /** keepGoing(): count lines that cannot be written instead of throwing. */
+  private tolerant = false;
+  /** Lines that could not be written (keepGoing() only). */
+  lost = 0;
+  /** The first error that lost a line, as its code (EPIPE, ENOSPC, ...). */
+  failure: string | null = null;
+  /** The descriptor can never be written again: later lines are counted without a system call. */
+  private dead = false;
+  /** Where the lines go, for messages: "stderr", "fd:9", a path. */
+  label: string;
 
   /** `bufferChars` 0 writes each line at once; more batches whole lines (for bulk output). */
   constructor(
     readonly fd: number,
     private readonly bufferChars = 0,
-  ) {}
+  ) {
+    this.label = fd === 2 ? "stderr" : fd === 1 ? "stdout" : `fd:${fd}`;
+  }
+
+  /** From now on a line that cannot be written is counted in `lost`, never thrown. */
+  keepGoing(): this {
+    this.tolerant = true;
+    return this;
+  }
+
+  /** The destination was gone before the first line (a closed stderr): every line is counted as lost. */
+  gone(why: string): this {
+    this.dead = true;
+    this.failure ??= why;
+    return this;
+  }
 
   write(event: object): void {
     this.writeLine(JSON.stringify(event));
@@ -42,13 +89,13 @@ export class LineWriter {
 
   writeLine(line: string): void {
     if (this.bufferChars === 0) {
-      writeAll(this.fd, encoder.encode(line + "\n"));
+      this.out(encoder.encode(line + "\n"), 1);
       return;
     }
     // UTF-8 takes at most 3 bytes per UTF-16 unit.
     const at = this.reserve(line.length * 3 + 1);
     if (at < 0) {
-      writeAll(this.fd, encoder.encode(line + "\n"));
+      this.out(encoder.encode(line + "\n"), 1);
       return;
     }
     this.commit(at + encoder.encodeInto(line, this.buf!.subarray(at)).written);
@@ -62,7 +109,7 @@ export class LineWriter {
       const own = new Uint8Array(most);
       const end = lineEncoder.encode(value, own, 0);
       own[end] = 10;
-      writeAll(this.fd, own.subarray(0, end + 1));
+      this.out(own.subarray(0, end + 1), 1);
       return;
     }
     this.commit(lineEncoder.encode(value, this.buf!, at));
@@ -84,13 +131,51 @@ export class LineWriter {
   private commit(end: number): void {
     this.buf![end] = 10;
     this.used = end + 1;
+    this.pending++;
     if (this.used >= this.bufferChars) this.flush();
   }
 
   flush(): void {
     if (this.used === 0 || !this.buf) return;
     const n = this.used;
+    const lines = this.pending;
     this.used = 0;
-    writeAll(this.fd, this.buf.subarray(0, n));
+    this.pending = 0;
+    this.out(this.buf.subarray(0, n), lines);
+  }
+
+  /** Writes `lines` whole lines; a writer that keeps going counts them when they cannot be written. */
+  private out(bytes: Uint8Array, lines: number): void {
+    if (this.dead) {
+      this.lost += lines;
+      return;
+    }
+    try {
+      writeAll(this.fd, bytes);
+    } catch (e) {
+      if (!this.tolerant) throw e;
+      const err = e as NodeJS.ErrnoException & { written?: number };
+      untear(this.fd, err.written ?? 0);
+      const code = err.code ?? err.message;
+      this.failure ??= code;
+      this.lost += lines;
+      if (FOREVER.has(code)) this.dead = true;
+    }
+  }
+}
+
+/**
+ * Says once, on stderr, how many lines `w` lost and why. False when it could not be said there
+ * (stderr is the lost destination, or is itself gone): the exit status must say it then.
+ */
+export function reportLost(w: LineWriter): boolean {
+  if (w.lost === 0) return true;
+  const text = `proxywall: error: ${w.lost} event line${w.lost === 1 ? "" : "s"} could not be written to ${w.label} (${w.failure})\n`;
+  if (w.fd === 2) return false;
+  try {
+    writeAll(2, encoder.encode(text));
+    return true;
+  } catch {
+    return false;
   }
 }

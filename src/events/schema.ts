@@ -77,8 +77,10 @@ export const ProcessInfo = v.pipe(
 
 export const BypassDetect = event("bypass_detect", "A connection attempt that went around the proxy and was rejected", {
   action: v.pipe(
-    v.picklist(["reject", "observe"]),
-    v.description("reject: the sandbox's fence refused it; observe: proxywall monitor saw it in a namespace whose rules it does not own"),
+    v.picklist(["reject", "observe", "unfenced"]),
+    v.description(
+      "reject: the sandbox's fence refused it; observe: proxywall monitor saw it in a namespace whose rules it does not own; unfenced: seen after the sandbox's fence was changed (a degraded line with component fence says how), so it may not have been refused",
+    ),
   ),
   proto: Proto,
   family: Family,
@@ -122,7 +124,10 @@ export const BypassSummary = event("bypass_summary", "Bypass attempts so far for
   final: v.pipe(v.boolean(), v.description("true for the summary written at exit")),
 });
 
-const Counter = v.pipe(v.nullable(v.pipe(v.number(), v.integer(), v.minValue(0))), v.description("null when the counters could not be read"));
+const Counter = v.pipe(
+  v.nullable(v.pipe(v.number(), v.integer(), v.minValue(0))),
+  v.description("null when the counters could not be read, or the fence was changed (they are then not the installed fence's)"),
+);
 
 export const BypassTotals = event("bypass_totals", "Rejected packets per protocol, read from the kernel's rule counters: exact even where the log rate limit dropped events", {
   tcp: Counter,

@@ -43,6 +43,34 @@ export function totalsFromNftJson(json: string): RejectTotals {
   return totals;
 }
 
+/**
+ * The same from `nft list ruleset` text: the counted rules of proxywall's own output chain, known
+ * by their comments (the fence check reads this listing, so one read gives both).
+ */
+export function totalsFromNftText(text: string): RejectTotals {
+  const totals: RejectTotals = { tcp: 0, udp: 0, other: 0 };
+  let inTable = false;
+  let chain = "";
+  for (const line of text.split("\n")) {
+    const t = line.trim();
+    if (/^table /.test(t)) inTable = t.startsWith(`table inet ${NFT_TABLE} `);
+    const c = /^chain (\S+) \{/.exec(t);
+    if (c) chain = c[1]!;
+    const m = /\bcounter packets (\d+) bytes \d+\b.*\bcomment "([^"]*)"/.exec(t);
+    if (!m || !inTable || chain !== "output") continue;
+    const kind = kindOfComment(m[2]!);
+    if (kind) totals[kind] += Number(m[1]);
+  }
+  return totals;
+}
+
+/** Totals since `base`, or null when a counter went back (its rule was removed or replaced). */
+export function totalsSince(now: RejectTotals, base: RejectTotals | null): RejectTotals | null {
+  const b = base ?? { tcp: 0, udp: 0, other: 0 };
+  const d = { tcp: now.tcp - b.tcp, udp: now.udp - b.udp, other: now.other - b.other };
+  return d.tcp < 0 || d.udp < 0 || d.other < 0 ? null : d;
+}
+
 export function totalsFromIptablesSave(texts: readonly string[]): RejectTotals {
   const totals: RejectTotals = { tcp: 0, udp: 0, other: 0 };
   for (const text of texts) {

@@ -52,11 +52,18 @@ export class Watch {
   private closed = false;
   private readonly gc = new GcPacer();
   private cmdPid: number | null = null;
+  /** The fence was seen changed: attempts are no longer known to be rejected. */
+  private unfenced = false;
   /** DNS queries the responder answered: the fence's counters never see them (they are redirected, not rejected). */
   private dnsQueries = 0;
   source: MonitorSource = "off";
 
   private constructor(private readonly o: WatchOptions) {}
+
+  /** The fence is no longer the one installed: bypass_detect lines say "unfenced", not "reject". */
+  fenceChanged(): void {
+    this.unfenced = true;
+  }
 
   /** Ancestor chains end at CMD. */
   cmdStarted(pid: number): void {
@@ -169,7 +176,7 @@ export class Watch {
   /** The one place a bypass_detect line is built, from a packet already attributed. */
   private emitPacket(fields: PacketFields, dns: string | null, source: Source, process: Exclude<ProcessInfo, null>, logTime: string | null = null, dnsType: string | null = null): void {
     const event = bypassEvent({ sandbox: this.o.sandbox, source, proxy: this.o.proxy }, fields, logTime, process);
-    this.deliver({ ...event, process, dns_query: dns, dns_type: dnsType, action: this.o.action });
+    this.deliver({ ...event, process, dns_query: dns, dns_type: dnsType, action: this.unfenced && this.o.action === "reject" ? "unfenced" : this.o.action });
   }
 
   private deliver(e: BypassDetect): void {

@@ -20,7 +20,8 @@ import { Aborted, Setup, signalExit, type RunConfig } from "./setup.ts";
 import { claimId, collectStale, makeNamespace, openWatch } from "./steps.ts";
 import { fence } from "./fence-step.ts";
 import { loadDoor, openDoor } from "./door.ts";
-import { startSummaries } from "./summaries.ts";
+import { startSummaries, type Supervision } from "./summaries.ts";
+import { reportLost, type LineWriter } from "../events/line-writer.ts";
 import { chooseFence, runWants } from "../fence/select.ts";
 
 
@@ -36,7 +37,7 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
   const stopReaper = process.pid === 1 ? startReaper((pid) => pid === child?.pid || ownChildren.has(pid)) : () => {};
 
   let result: CmdResult = { code: EXIT.failure, exit: null, signal: null };
-  let bypassed = () => false;
+  let supervision: Supervision | null = null;
   try {
     // Which firewall tool and features (check-only runs), asked while the sandbox is being built.
     const choosing = chooseFence(runWants(cfg.backend, cfg.monitor));
@@ -51,11 +52,14 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
     const detection = await s.step("verify", () => verify(s, watch, fenced));
     await s.step("door", () => openDoor(s, plan, door));
     warnIfPrivileged(s);
+    // The fence as installed is read back before sandbox_ready (a signal after it is CMD's): the
+    // reference of every later check.
+    const fenceRef = fenced ? { steps: plan.fence, backend: plan.config.backend, nsPath: netnsPath(names.netns) } : null;
+    supervision = await s.step("summaries", () => startSummaries(s, watch, fenceRef));
     // One object for the line and the state file, so `ls` says what the line said.
     const line = ready(s, plan, watch, fenced, detection);
     updateState({ ready: line });
     s.emit(line);
-    bypassed = startSummaries(s, watch);
     const run = (child = new CmdRun({ cmd: cfg.cmd, nsPath: netnsPath(names.netns), proxyUrl: plan.proxyUrl, user: cfg.user, keepCaps: cfg.keepCaps, families: cfg.socketFamilies, degrade: s.degrade }));
     s.onTeardown("CMD", () => run.end());
     const cmdPid = await run.started;
@@ -71,15 +75,33 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
   } finally {
     const left = await s.teardown();
     for (const l of left) diag.error(`left behind: ${l} (proxywall gc retries)`);
-    if (cfg.failOnBypass && bypassed() && result.code === 0) {
-      result = { ...result, code: EXIT.bypass };
-      diag.error("bypass attempts were rejected during the run (--fail-on-bypass)");
-    }
+    result = { ...result, code: supervisedCode(cfg, result.code, supervision) };
     stopReaper();
     for (const sig of FORWARDED_SIGNALS) process.off(sig, onSignal);
     s.emit({ v: 1, event: "sandbox_closed", ts: nowTs(), sandbox: s.id, exit_code: result.code, cmd_exit_code: result.exit, cmd_signal: result.signal, duration_ms: Math.round(s.elapsedMs()), cleanup: left });
+    result = { ...result, code: lostLinesCode(cfg.events, result.code) };
   }
   return result.code;
+}
+
+/** --fail-on-bypass: a changed fence fails the run whatever CMD's code; rejected attempts fail a run CMD passed. */
+function supervisedCode(cfg: RunConfig, code: number, sup: Supervision | null): number {
+  if (!cfg.failOnBypass || !sup) return code;
+  const changedAt = sup.fenceChangedAt();
+  if (changedAt !== null) {
+    diag.error(`the fence was changed during the run, first seen ${changedAt} (--fail-on-bypass)`);
+    return EXIT.fenceChanged;
+  }
+  if (sup.bypassed() && code === 0) {
+    diag.error("bypass attempts were rejected during the run (--fail-on-bypass)");
+    return EXIT.bypass;
+  }
+  return code;
+}
+
+/** Event lines the sink lost are said once on stderr; where stderr is gone too, by the exit status (when CMD's says nothing). */
+function lostLinesCode(events: LineWriter, code: number): number {
+  return reportLost(events) || code !== 0 ? code : EXIT.eventsLost;
 }
 
 /** Setup failed: says why, once, and picks the exit code. */

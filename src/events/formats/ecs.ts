@@ -4,7 +4,7 @@
 //
 //   line              event.kind  event.category   event.type                      event.outcome
 //   bypass_detect     alert       network          connection, denied (reject)     failure
-//                                                  connection (monitor: observe)   unknown
+//                                                  connection (observe, unfenced)  unknown
 //   bypass_summary    metric      network          info                            -
 //   bypass_totals     metric      network          info                            -
 //   proxy_connect     event       network          connection, allowed, end        success (ok, would_deny)

@@ -4,7 +4,8 @@
 //
 //   line              class                          activity                      action / disposition
 //   bypass_detect     4001 Network Activity          5 Refuse (reject)             2 Denied / 2 Blocked
-//                                                    1 Open (monitor: observe)     3 Observed / 17 Logged
+//                                                    1 Open (monitor: observe,     3 Observed / 17 Logged
+//                                                      run: unfenced)
 //     to port 53      4003 DNS Activity              1 Query                       as above
 //   bypass_summary    4001 Network Activity          6 Traffic (count, start/end)  -
 //   bypass_totals     4001 Network Activity          6 Traffic (count)             -
@@ -45,7 +46,8 @@ const DISPOSITION = { 1: "Allowed", 2: "Blocked", 17: "Logged" } as const;
 const STATUS = { 1: "Success", 2: "Failure" } as const;
 
 /** The firewall rule a bypass met (ECS's rule.name says the same). */
-export const BYPASS_RULE = { reject: "reject-direct", observe: "log-direct" } as const;
+// unfenced: the rule that logged or held it; the one that would have rejected it was changed.
+export const BYPASS_RULE = { reject: "reject-direct", observe: "log-direct", unfenced: "log-direct" } as const;
 
 /** Which class and activity each kind of line becomes, and how its attributes are filled. */
 export const OCSF_MAP: { [K in EventLine["event"]]: (e: Extract<EventLine, { event: K }>) => OcsfEvent } = {
