@@ -69,6 +69,11 @@ export function fenceSteps(ruleset: Ruleset, backend: Backend): FenceStep[] {
   ];
 }
 
+/** The proxy URL CMD is given: the door on the sandbox's own loopback. */
+export function doorUrl(port: number): string {
+  return `http://${DOOR.v4}:${port}`;
+}
+
 /** The one step in proxywall's own namespace. */
 export function planNamespace(names: SandboxNames): string[] {
   return [`netns add ${names.netns}`];
@@ -108,7 +113,7 @@ export function planSandbox(config: SandboxConfig): SandboxPlan {
     fence: fenceSteps(ruleset, config.backend),
     teardownBatch: planTeardown(names),
     door,
-    proxyUrl: `http://${DOOR.v4}:${config.proxyPort}`,
+    proxyUrl: doorUrl(config.proxyPort),
   };
 }
 

@@ -14,6 +14,9 @@ import { inNewPidNamespace } from "../sys/pidns.ts";
 import { statFields } from "../sys/procfs.ts";
 import { statusNsPid } from "../monitor/process-info.ts";
 import { INIT_ENV, type InitConfig, type InitMessage } from "./init-protocol.ts";
+import { closeSync, writeSync } from "node:fs";
+import { ptr } from "bun:ffi";
+import { errno, libc } from "../sys/libc.ts";
 import { signalExit, type Setup } from "./setup.ts";
 
 export { FORWARDED_SIGNALS } from "./init-protocol.ts";
@@ -43,6 +46,10 @@ export class CmdRun {
   readonly done: Promise<CmdResult>;
   private init: Bun.Subprocess | null = null;
   private cmdRunning = false;
+  /** proxywall's end of the go pipe, until go() (or end()) closes it. */
+  private goFd: number | null = null;
+  /** go() was called: from now on a signal is CMD's, not a reason to stop setup. */
+  released = false;
   private readonly pending: NodeJS.Signals[] = [];
 
   constructor(private readonly o: CmdOptions) {
@@ -90,8 +97,25 @@ export class CmdRun {
     else this.pending.push(sig);
   }
 
+  /** Lets the init run CMD (after sandbox_ready); until then it has prepared and waits. */
+  go(): void {
+    this.released = true;
+    if (this.goFd === null) return;
+    try {
+      writeSync(this.goFd, "g");
+    } catch {}
+    this.closeGo();
+  }
+
+  private closeGo(): void {
+    if (this.goFd !== null) closeSync(this.goFd);
+    this.goFd = null;
+  }
+
   /** Teardown: ends the init, and with it every process of its PID namespace. */
   async end(): Promise<void> {
+    // Setup failed before go: end of file tells a waiting init to exit.
+    this.closeGo();
     if (!this.init || !this.running()) return;
     this.init.kill("SIGKILL");
     await Promise.race([this.init.exited, Bun.sleep(END_WAIT_MS)]);
@@ -99,10 +123,20 @@ export class CmdRun {
 
   private spawnInit(pidns: boolean): Bun.Subprocess {
     const cfg: InitConfig = { pidns, user: this.o.user ? { ...this.o.user, groups: supplementaryGroups(this.o.user) } : null, keepCaps: this.o.keepCaps, families: this.o.families };
-    return Bun.spawn(initArgv(this.o.cmd), {
-      env: { ...proxyEnv(process.env, this.o.proxyUrl), [INIT_ENV]: JSON.stringify(cfg) },
-      stdio: ["inherit", "inherit", "inherit", "pipe"],
-    });
+    const [goRead, goWrite] = goPipe();
+    try {
+      const init = Bun.spawn(initArgv(this.o.cmd), {
+        env: { ...proxyEnv(process.env, this.o.proxyUrl), [INIT_ENV]: JSON.stringify(cfg) },
+        stdio: ["inherit", "inherit", "inherit", "pipe", goRead],
+      });
+      this.goFd = goWrite;
+      return init;
+    } catch (e) {
+      closeSync(goWrite);
+      throw e;
+    } finally {
+      closeSync(goRead);
+    }
   }
 
   private async waitStarted(init: Bun.Subprocess, messages: AsyncIterator<InitMessage>, pidns: boolean): Promise<number | null> {
@@ -155,6 +189,13 @@ export class CmdRun {
     if (!this.cmdRunning) diag.error(`CMD's init ended before CMD started (${sig ?? `exit ${init.exitCode}`})`);
     return { code: sig ? signalExit(sig) : (init.exitCode ?? 1), exit: sig ? null : init.exitCode, signal: sig };
   }
+}
+
+/** A close-on-exec pipe: the init gets the read end as its fd 4 (Bun dups it there), proxywall keeps the write end. */
+function goPipe(): [number, number] {
+  const fds = new Int32Array(2);
+  if (libc().pipe2(ptr(fds), 0o2000000 /* O_CLOEXEC */) !== 0) throw new Error(`pipe2 failed: errno ${errno()}`);
+  return [fds[0]!, fds[1]!];
 }
 
 /** proxywall again, with CMD as its arguments (the compiled binary takes only the user's). */

@@ -8,6 +8,13 @@ export const INIT_ENV = "PROXYWALL_INTERNAL_INIT";
 /** The init's end of the status pipe. */
 export const STATUS_FD = 3;
 
+/**
+ * The init's end of the go pipe: it is started while the sandbox is still being built (its own
+ * start-up, a second Bun, takes as long as the rest of setup) and runs CMD only when proxywall
+ * writes a byte here, after sandbox_ready. End of file instead means setup failed: it exits.
+ */
+export const GO_FD = 4;
+
 export interface InitConfig {
   /** Whether the init is PID 1 of a PID namespace of its own (else it is a subreaper). */
   pidns: boolean;

@@ -8,7 +8,7 @@
 //
 // Where no PID namespace could be made (cmd.ts says so), it becomes a child subreaper instead and
 // ends CMD's descendants by scan when CMD exits.
-import { fstatSync, readdirSync } from "node:fs";
+import { closeSync, fstatSync, readdirSync, readSync } from "node:fs";
 import { constants } from "node:os";
 import { ptr } from "bun:ffi";
 import { errno, libc } from "../sys/libc.ts";
@@ -17,7 +17,7 @@ import { installSocketFilter } from "../sys/seccomp.ts";
 import { startReaper } from "../sys/reaper.ts";
 import { killDescendants } from "../sys/descendants.ts";
 import { statFields } from "../sys/procfs.ts";
-import { FORWARDED_SIGNALS, INIT_ENV, STATUS_FD, type InitConfig, type InitMessage } from "./init-protocol.ts";
+import { FORWARDED_SIGNALS, GO_FD, INIT_ENV, STATUS_FD, type InitConfig, type InitMessage } from "./init-protocol.ts";
 
 const CLONE_NEWNS = 0x00020000;
 const MS = { RDONLY: 1, NOSUID: 2, NODEV: 4, NOEXEC: 8, REMOUNT: 32, BIND: 4096, REC: 16384, PRIVATE: 1 << 18 } as const;
@@ -106,6 +106,7 @@ export async function runInit(cmd: string[]): Promise<number> {
     report({ t: "failed", code: 126, why: `cannot drop privileges for CMD: ${(e as Error).message}` });
     return 126;
   }
+  if (!waitForGo()) return 1;
   try {
     child = Bun.spawn(cmd, { env: process.env, stdio: ["inherit", "inherit", "inherit"] });
   } catch (e) {
@@ -128,6 +129,25 @@ export async function runInit(cmd: string[]): Promise<number> {
   const left = cfg.pidns ? (procIsOurs ? countOthers() : 0) : await killDescendants(process.pid, 2000);
   report({ t: "exit", exit, signal, left });
   return signal ? 128 + ((constants.signals as Record<string, number>)[signal] ?? 0) : (exit ?? 1);
+}
+
+/** Blocks until proxywall says go (true), or its end closes because setup failed (false). */
+function waitForGo(): boolean {
+  const b = new Uint8Array(1);
+  for (;;) {
+    let n: number;
+    try {
+      n = readSync(GO_FD, b, 0, 1, null);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "EAGAIN") Bun.sleepSync(1);
+      if (code === "EINTR" || code === "EAGAIN") continue;
+      return false;
+    }
+    if (n === 0) return false;
+    closeSync(GO_FD);
+    return true;
+  }
 }
 
 /** Live processes in this PID namespace other than this one (its own /proc shows only them). */

@@ -7,7 +7,7 @@ import { nowTs } from "../events/bypass-event.ts";
 import type { SandboxReady } from "../events/schema.ts";
 import type { Watch } from "../monitor/watch.ts";
 import { newSandboxId, sandboxNames, INSIDE } from "../plan/addresses.ts";
-import type { SandboxPlan } from "../plan/sandbox-plan.ts";
+import { doorUrl, type SandboxPlan } from "../plan/sandbox-plan.ts";
 import { startReaper } from "../sys/reaper.ts";
 import { ownChildren } from "../sys/tools.ts";
 import { netnsPath } from "../sys/netns.ts";
@@ -29,8 +29,9 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
   const s = new Setup(newSandboxId(), cfg);
   const names = sandboxNames(s.id);
   let child: CmdRun | null = null;
+  // Before sandbox_ready a signal stops setup; after it, it is CMD's (held until CMD runs).
   const onSignal = (sig: NodeJS.Signals) => {
-    if (child?.running()) child.kill(sig);
+    if (child?.released && child.running()) child.kill(sig);
     else s.abortedBy ??= sig;
   };
   for (const sig of FORWARDED_SIGNALS) process.on(sig, onSignal);
@@ -47,21 +48,22 @@ export async function runSandbox(cfg: RunConfig): Promise<number> {
     const updateState = await s.step("state", () => claimId(s, names));
     // Stale sandboxes of dead owners go while this one is built: gc touches only theirs.
     const [{ ipv6 }] = await s.step("namespace", () => Promise.all([makeNamespace(s, names), collectStale(s)]));
+    // CMD's init starts now (its own start-up overlaps the rest of setup); it runs CMD on go().
+    const run = (child = new CmdRun({ cmd: cfg.cmd, nsPath: netnsPath(names.netns), proxyUrl: doorUrl(cfg.proxyPort), user: cfg.user, keepCaps: cfg.keepCaps, families: cfg.socketFamilies, degrade: s.degrade }));
+    s.onTeardown("CMD", () => run.end());
     const watch = await s.step("watch", () => openWatch(s, names));
     const { plan, fenced } = await s.step("fence", () => fence(s, names, watch, ipv6, choosing));
     const detection = await s.step("verify", () => verify(s, watch, fenced));
-    await s.step("door", () => openDoor(s, plan, door));
-    warnIfPrivileged(s);
-    // The fence as installed is read back before sandbox_ready (a signal after it is CMD's): the
-    // reference of every later check.
+    // The fence as installed is read back before sandbox_ready (a signal after it is CMD's), after
+    // the self-test's probes: the reference of every later check. The door opens meanwhile.
     const fenceRef = fenced ? { steps: plan.fence, backend: plan.config.backend, nsPath: netnsPath(names.netns) } : null;
-    supervision = await s.step("summaries", () => startSummaries(s, watch, fenceRef));
+    [supervision] = await s.step("door and fence reference", () => Promise.all([startSummaries(s, watch, fenceRef), openDoor(s, plan, door)]));
+    warnIfPrivileged(s);
     // One object for the line and the state file, so `ls` says what the line said.
     const line = ready(s, plan, watch, fenced, detection);
     updateState({ ready: line });
     s.emit(line);
-    const run = (child = new CmdRun({ cmd: cfg.cmd, nsPath: netnsPath(names.netns), proxyUrl: plan.proxyUrl, user: cfg.user, keepCaps: cfg.keepCaps, families: cfg.socketFamilies, degrade: s.degrade }));
-    s.onTeardown("CMD", () => run.end());
+    run.go();
     const cmdPid = await run.started;
     s.lap("setup: CMD's init");
     if (cmdPid !== null) {

@@ -23,6 +23,7 @@ function load() {
     recvfrom: { args: [i32, ptr, u64, i32, ptr, ptr], returns: i64 },
     // file descriptors (the watch thread's poll and wake-up, /dev/kmsg, claim locks)
     close: { args: [i32], returns: i32 },
+    pipe2: { args: [ptr, i32], returns: i32 },
     poll: { args: [ptr, u64, i32], returns: i32 },
     eventfd: { args: [u32, i32], returns: i32 },
     write: { args: [i32, ptr, u64], returns: i64 },
@@ -47,6 +48,8 @@ function load() {
     setresgid: { args: [u32, u32, u32], returns: i32 },
     setresuid: { args: [u32, u32, u32], returns: i32 },
     fcntl: { args: [i32, i32, i32], returns: i32 },
+    // clocks (a boot time as precise as the clocks, for process start times)
+    clock_gettime: { args: [i32, ptr], returns: i32 },
     __errno_location: { args: [], returns: ptr },
   });
 }
