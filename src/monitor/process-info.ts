@@ -2,7 +2,7 @@
 // see it in their PID namespace), executable, command line, uid, start time, and its ancestors up
 // to CMD.
 import { readFileSync, readlinkSync } from "node:fs";
-import { statFields } from "../sys/procfs.ts";
+import { startTimeMs, statFields } from "../sys/procfs.ts";
 
 export interface ProcessFacts {
   pid: number;
@@ -37,18 +37,6 @@ export function statusNsPid(pid: number): number | null {
   return statusIds(readStatus(pid)).nsPid;
 }
 
-let bootMs: number | null = null;
-function bootTimeMs(): number {
-  if (bootMs === null) {
-    const m = /^btime (\d+)$/m.exec(readFileSync("/proc/stat", "utf8"));
-    bootMs = m ? Number(m[1]) * 1000 : 0;
-  }
-  return bootMs;
-}
-
-/** USER_HZ: 100 on every Linux ABI proxywall ships for. */
-const TICKS_PER_SECOND = 100;
-
 export function processFacts(pid: number): ProcessFacts | null {
   const fields = statFields(pid);
   if (!fields) return null;
@@ -64,7 +52,9 @@ export function processFacts(pid: number): ProcessFacts | null {
     if (cmdline[cmdline.length - 1] === "") cmdline.pop();
   } catch {}
   const { uid, nsPid } = statusIds(readStatus(pid));
-  const start_time = Number.isFinite(startTicks) && bootTimeMs() > 0 ? new Date(bootTimeMs() + (startTicks * 1000) / TICKS_PER_SECOND).toISOString() : null;
+  // To the kernel's tick (10 ms), never after the true start: see startTimeMs.
+  const startMs = startTimeMs(startTicks);
+  const start_time = startMs === null ? null : new Date(startMs).toISOString();
   return { pid, ppid, exe, cmdline, uid, start_time, ns_pid: nsPid };
 }
 
