@@ -10,7 +10,7 @@ import { openEventOutputs } from "../events/human.ts";
 import { newSandboxId, sandboxNames } from "../plan/addresses.ts";
 import { attachLogRules } from "../monitor/attach.ts";
 import { Watch } from "../monitor/watch.ts";
-import { canBuildSandbox } from "../sys/capabilities.ts";
+import { missingSandboxCaps } from "../sys/capabilities.ts";
 import { AddressPortOption, intOption, validate } from "./argv.ts";
 import { FenceOptions, fenceArgs, fenceInput, WatchOptions, watchArgs, watchInput } from "./fence-options.ts";
 import { EXIT, ExitError, usageError } from "../exit-codes.ts";
@@ -51,7 +51,8 @@ export default defineCommand({
     const allow = o.proxy ? [o.proxy] : [];
     const sink = await openEventOutputs(o.eventFormat, o.events, 1);
     if (typeof sink === "string") throw usageError(sink);
-    if (!canBuildSandbox()) throw new ExitError("monitor needs root, or CAP_NET_ADMIN (to add log rules inside the namespace)", EXIT.sandbox);
+    const privileges = missingSandboxCaps();
+    if (privileges) throw new ExitError(`monitor ${privileges}`, EXIT.sandbox);
 
     const label = o.netns ?? `pid:${o.pid}`;
     const id = newSandboxId();

@@ -14,7 +14,7 @@ import { FenceOptions, fenceArgs, fenceInput, WatchOptions, watchArgs, watchInpu
 import { policyArgs, policyFrom } from "./policy-options.ts";
 import { DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_CLIENTS } from "../proxy/http-proxy.ts";
 import { watchRules } from "../plan/sandbox-plan.ts";
-import { canBuildSandbox } from "../sys/capabilities.ts";
+import { missingSandboxCaps } from "../sys/capabilities.ts";
 import { parseFamilies } from "../sys/seccomp.ts";
 
 const Options = v.object({
@@ -101,9 +101,8 @@ export default defineCommand({
 
     const events = await openEventOutputs(o.eventFormat, o.events, 2);
     if (typeof events === "string") throw usageError(events);
-    if (!canBuildSandbox()) {
-      throw new ExitError("cannot build the sandbox: needs root, or CAP_NET_ADMIN and CAP_SYS_ADMIN (creating a network namespace)", EXIT.sandbox);
-    }
+    const privileges = missingSandboxCaps();
+    if (privileges) throw new ExitError(`cannot build the sandbox: proxywall ${privileges}`, EXIT.sandbox);
     diag.debug(`running ${cmd.join(" ")}`);
     const { runSandbox } = await import("../sandbox/session.ts");
     const ci = (await import("../sandbox/ci-summary.ts")).startCiSummary(events);
