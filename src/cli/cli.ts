@@ -18,8 +18,18 @@ export const subCommands = {
   report: () => import("./report.ts").then((m) => m.default),
 } satisfies Record<string, () => Promise<CommandDef<any>>>;
 
-/** The subcommands that take a command to run after "--". */
-const TAKES_COMMAND = new Set<string>(["run"]);
+/** The subcommands that take a command to run after "--", and how their usage line ends. */
+const TAKES_COMMAND = new Map<string, string>([["run", "-- CMD [ARGS...]"]]);
+
+/**
+ * citty's usage text, with the command after "--" in the usage line: citty knows only options and
+ * positionals, and a positional CMD would let it take `run -- CMD --help` as a help request.
+ */
+async function usage(citty: typeof import("citty"), cmd: CommandDef, parent: CommandDef | undefined, name: string | undefined): Promise<string> {
+  const text = await citty.renderUsage(cmd, parent);
+  const tail = name === undefined ? undefined : TAKES_COMMAND.get(name);
+  return tail === undefined ? text : text.replace(`proxywall ${name} [OPTIONS] `, `proxywall ${name} [OPTIONS] ${tail}`);
+}
 
 export async function cli(argv: string[]): Promise<number> {
   // citty colours help text without asking whether anyone sees colours; its choice is made at import.
@@ -36,7 +46,7 @@ export async function cli(argv: string[]): Promise<number> {
     if (own.includes("--help") || own.includes("-h") || own.length === 0) {
       if (name !== undefined && !sub) throw new ExitError(`unknown command ${name}`, EXIT.usage);
       const cmd = sub ? await sub() : root;
-      console.log(`${await citty.renderUsage(cmd as CommandDef, sub ? root : undefined)}\n`);
+      console.log(`${await usage(citty, cmd as CommandDef, sub ? root : undefined, sub ? name : undefined)}\n`);
       return own.length === 0 ? EXIT.usage : EXIT.ok;
     }
     if (!sub) throw new ExitError(name === undefined ? `no command given (try proxywall --help)` : `unknown command ${name} (try proxywall --help)`, EXIT.usage);
