@@ -7,7 +7,7 @@
 // routes or firewall. The proxy's door is on the sandbox's own loopback.
 import { renderIptables } from "./render-iptables.ts";
 import { renderNft } from "./render-nft.ts";
-import { HOLD_QUEUE, planRuleset, type Features, type HoldQueue, type LogTarget, type Ruleset } from "./ruleset.ts";
+import { HOLD_QUEUE, planRuleset, type Features, type HoldQueue, type LogTarget, type Rule, type Ruleset } from "./ruleset.ts";
 import { DOOR, INSIDE, sandboxNames, type SandboxNames } from "./addresses.ts";
 
 export type Backend = "nft" | "iptables";
@@ -56,16 +56,28 @@ export function watchRules(kind: LogKind, nflogGroup: number, prefix: string): {
   return { log: { kind: "none" }, hold: null };
 }
 
+/** The ruleset without its IPv6-only rules (neighbour discovery), for a sandbox without IPv6. */
+export function ipv4Only(ruleset: Ruleset): Ruleset {
+  // Every chain of the ruleset, whichever it has: a rule meant for IPv6 alone has nothing to match.
+  const chains = Object.entries(ruleset).map(([chain, rules]: [string, Rule[]]) => [chain, rules.filter((r) => r.family !== "ipv6")]);
+  return Object.fromEntries(chains) as Ruleset;
+}
+
 /**
  * The fence as commands: one atomic `nft -f`, or iptables-restore and ip6tables-restore (run at
- * once; which build of them, legacy or nf_tables, is src/fence/select.ts's choice).
+ * once; which build of them, legacy or nf_tables, is src/fence/select.ts's choice). Without IPv6
+ * (`ipv6` false: the kernel has none, or the namespace keeps it switched off) there is no
+ * ip6tables-restore step, which would fail where the kernel has no IPv6 ("Address family not
+ * supported by protocol" under ipv6.disable=1), and no IPv6-only rule: no IPv6 packet can leave
+ * such a sandbox, so there is nothing to fence.
  */
-export function fenceSteps(ruleset: Ruleset, backend: Backend): FenceStep[] {
+export function fenceSteps(ruleset: Ruleset, backend: Backend, ipv6 = true): FenceStep[] {
+  const rs = ipv6 ? ruleset : ipv4Only(ruleset);
   // nft -f - needs /dev/stdin, which minimal images lack; /proc/self/fd/0 is there wherever /proc is.
-  if (backend === "nft") return [{ tool: "nft", args: ["-f", "/proc/self/fd/0"], text: renderNft(ruleset) }];
+  if (backend === "nft") return [{ tool: "nft", args: ["-f", "/proc/self/fd/0"], text: renderNft(rs) }];
   return [
-    { tool: "iptables-restore", args: ["-w", "5"], text: renderIptables(ruleset, "ipv4") },
-    { tool: "ip6tables-restore", args: ["-w", "5"], text: renderIptables(ruleset, "ipv6") },
+    { tool: "iptables-restore", args: ["-w", "5"], text: renderIptables(rs, "ipv4") },
+    ...(ipv6 ? [{ tool: "ip6tables-restore" as const, args: ["-w", "5"], text: renderIptables(rs, "ipv6") }] : []),
   ];
 }
 
@@ -110,7 +122,7 @@ export function planSandbox(config: SandboxConfig): SandboxPlan {
     hostBatch: planNamespace(names),
     sandboxBatch: planInside(names, config.ipv6),
     ruleset,
-    fence: fenceSteps(ruleset, config.backend),
+    fence: fenceSteps(ruleset, config.backend, config.ipv6),
     teardownBatch: planTeardown(names),
     door,
     proxyUrl: doorUrl(config.proxyPort),
