@@ -9,8 +9,10 @@
 #   PROXYWALL_BASE_URL     fetch <base>/<file> (or <base>/v<version>/<file>) instead of GitHub
 #   PROXYWALL_LIBC         glibc or musl, when the guess is wrong
 #
-# The download is checked against the release's SHA256SUMS and the new binary must run
-# `--version` before it replaces anything. On any failure nothing is installed.
+# Where xz (or unxz, xzcat, busybox's xz) can unpack it, the binary comes as .xz (about 40 MB
+# instead of 110 MB); otherwise, or when the .xz cannot be had or unpacked, as it is. Both the
+# download and the binary are checked against the release's SHA256SUMS, and the new binary must
+# run `--version` before it replaces anything. On any failure nothing is installed.
 #
 # All the work happens in main, called on the last line: a download cut short runs nothing.
 
@@ -73,13 +75,81 @@ detect_libc() {
   die "cannot tell whether this system uses glibc or musl; set PROXYWALL_LIBC=glibc or PROXYWALL_LIBC=musl"
 }
 
-# download URL FILE; on failure dies with the downloader's own reason on the same line.
-download() {
+# fetch URL FILE; fails with the downloader's own reason in $tmp/download.err.
+fetch() {
   if [ "$downloader" = curl ]; then
     curl -fsSL --retry 2 -o "$2" "$1" 2>"$tmp/download.err"
   else
     wget -q -O "$2" "$1" 2>"$tmp/download.err"
-  fi || die "download failed: $1 ($(tail -n 1 "$tmp/download.err"))"
+  fi
+}
+
+# download URL FILE; on failure dies with the downloader's own reason on the same line.
+download() {
+  fetch "$1" "$2" || die "download failed: $1 ($(tail -n 1 "$tmp/download.err"))"
+}
+
+# Sets unxz to the tool that unpacks .xz here (xz, unxz, xzcat or busybox), or to "" for none.
+find_unxz() {
+  unxz=""
+  for tool in xz unxz xzcat; do
+    if has "$tool"; then unxz=$tool; return 0; fi
+  done
+  if has busybox && busybox --list 2>/dev/null | grep -qx unxz; then unxz=busybox; fi
+}
+
+# unpack FILE.xz OUT: writes FILE.xz unpacked to OUT with the tool find_unxz chose.
+unpack() {
+  case $unxz in
+    xz) xz -dc "$1" ;;
+    unxz) unxz -c "$1" ;;
+    xzcat) xzcat "$1" ;;
+    busybox) busybox unxz -c "$1" ;;
+    *) return 1 ;;
+  esac >"$2" 2>"$tmp/unpack.err"
+}
+
+# Prints the SHA256SUMS entry for NAME (lower case), or nothing when it has no valid one.
+sum_entry() {
+  entry=$(awk -v f="$1" '$2 == f || $2 == "*" f { print $1; exit }' "$tmp/SHA256SUMS") || die "cannot read SHA256SUMS"
+  case $entry in
+    "" | *[!0-9a-fA-F]*) return 0 ;;
+  esac
+  if [ "${#entry}" -eq 64 ]; then printf '%s\n' "$entry" | tr 'A-F' 'a-f'; fi
+}
+
+# verify FILE EXPECTED WHAT: dies unless FILE's sha256 is EXPECTED.
+verify() {
+  actual=$(sha256_of "$1") || die "need sha256sum, shasum or openssl to verify the download"
+  [ "$actual" = "$2" ] || die "checksum mismatch for $3 (expected $2, got $actual): not installed"
+}
+
+# Leaves the binary, verified, in $tmp/$asset: from $asset.xz where it can, else as it is.
+get_binary() {
+  expected=$(sum_entry "$asset")
+  [ -n "$expected" ] || die "SHA256SUMS has no valid entry for $asset"
+  find_unxz
+  packed_sum=""
+  if [ -n "$unxz" ]; then packed_sum=$(sum_entry "$asset.xz"); fi
+  # An older release has no .xz: its SHA256SUMS does not name one.
+  if [ -n "$packed_sum" ]; then
+    say "downloading $base/$asset.xz"
+    if ! fetch "$base/$asset.xz" "$tmp/$asset.xz"; then
+      say "could not download $asset.xz ($(tail -n 1 "$tmp/download.err")); downloading $asset instead"
+    else
+      verify "$tmp/$asset.xz" "$packed_sum" "$asset.xz"
+      if unpack "$tmp/$asset.xz" "$tmp/$asset"; then
+        rm -f "$tmp/$asset.xz"
+        verify "$tmp/$asset" "$expected" "$asset (unpacked from $asset.xz)"
+        return 0
+      fi
+      say "$unxz could not unpack $asset.xz ($(head -n 1 "$tmp/unpack.err")); downloading $asset instead"
+      rm -f "$tmp/$asset.xz" "$tmp/$asset"
+    fi
+  fi
+  say "downloading $base/$asset"
+  download "$base/$asset" "$tmp/$asset"
+  verify "$tmp/$asset" "$expected" "$asset"
 }
 
 # Prints the sha256 of FILE as hex.
@@ -169,19 +239,8 @@ main() {
   fi
 
   tmp=$(mktemp -d "${TMPDIR:-/tmp}/proxywall-install.XXXXXX") || die "cannot create a temporary directory"
-  say "downloading $base/$asset"
   download "$base/SHA256SUMS" "$tmp/SHA256SUMS"
-  download "$base/$asset" "$tmp/$asset"
-
-  expected=$(awk -v f="$asset" '$2 == f || $2 == "*" f { print $1; exit }' "$tmp/SHA256SUMS") ||
-    die "cannot read SHA256SUMS"
-  case $expected in
-    "" | *[!0-9a-fA-F]*) die "SHA256SUMS has no valid entry for $asset" ;;
-  esac
-  [ "${#expected}" -eq 64 ] || die "SHA256SUMS has no valid entry for $asset"
-  actual=$(sha256_of "$tmp/$asset") || die "need sha256sum, shasum or openssl to verify the download"
-  expected=$(printf '%s' "$expected" | tr 'A-F' 'a-f')
-  [ "$actual" = "$expected" ] || die "checksum mismatch for $asset (expected $expected, got $actual): not installed"
+  get_binary
 
   # Staged next to its final place: the rename is atomic, and this works when /tmp is noexec.
   if [ ! -d "$dest_dir" ]; then

@@ -1,6 +1,6 @@
 // install.sh, piped into dash and busybox sh as `curl ... | sh` would, against a release served from
-// 127.0.0.1. The release holds small fake "binaries" (shell scripts that answer --version); one test
-// also installs the real compiled binary when dist/ has one.
+// 127.0.0.1. The release holds small fake "binaries" (shell scripts that answer --version), each also
+// as .xz, as build.ts makes them; one test also installs the real compiled binary when dist/ has one.
 import { afterEach, describe, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -14,6 +14,9 @@ const LATEST = "0.9.0";
 const which = (name: string) => Bun.which(name) ?? undefined;
 const DASH = which("dash");
 const BUSYBOX = which("busybox");
+const XZ = which("xz");
+/** Tools that could unpack .xz: a PATH without them makes install.sh take the binary as it is. */
+const UNXZ_TOOLS = new Set(["xz", "unxz", "xzcat", "busybox"]);
 
 // Every test's temp dirs go here and are removed after it, pass or fail.
 let temps: string[] = [];
@@ -35,16 +38,51 @@ function fakeBinary(version: string): string {
   return `#!/bin/sh\nif [ "$1" = --version ]; then echo ${version}; exit 0; fi\necho "fake proxywall $version"\n`;
 }
 
-/** Writes the assets and SHA256SUMS of one release into dir. */
-function writeRelease(dir: string, version: string, body: (asset: string) => string = () => fakeBinary(version)): void {
+/** `content` packed by the xz command (as build.ts packs the release). */
+function xzOf(content: string | Uint8Array): Uint8Array {
+  const p = Bun.spawnSync([XZ!, "-6", "-c"], { stdin: typeof content === "string" ? new TextEncoder().encode(content) : content, stdout: "pipe", stderr: "pipe" });
+  expect(p.exitCode).toBe(0);
+  return p.stdout;
+}
+
+/** Writes the assets (each also as .xz, where xz is installed) and SHA256SUMS of one release into dir. */
+function writeRelease(dir: string, version: string, body: (asset: string) => string = () => fakeBinary(version), packed = !!XZ): void {
   mkdirSync(dir, { recursive: true });
   let sums = "";
+  let xzSums = "";
   for (const asset of ASSETS) {
     const content = body(asset);
     writeFileSync(join(dir, asset), content, { mode: 0o755 });
     sums += `${sha256(content)}  ${asset}\n`;
+    if (packed) {
+      const xz = xzOf(content);
+      writeFileSync(join(dir, `${asset}.xz`), xz);
+      xzSums += `${sha256(xz)}  ${asset}.xz\n`;
+    }
   }
-  writeFileSync(join(dir, "SHA256SUMS"), sums);
+  writeFileSync(join(dir, "SHA256SUMS"), sums + xzSums);
+}
+
+/** Replaces one line of dir's SHA256SUMS: `name` gets the sum of `content`. */
+function setSum(dir: string, name: string, content: string | Uint8Array): void {
+  const file = join(dir, "SHA256SUMS");
+  const lines = readFileSync(file, "utf8").split("\n").filter(Boolean).filter((l) => l.split("  ")[1] !== name);
+  writeFileSync(file, [...lines, `${sha256(content)}  ${name}`].join("\n") + "\n");
+}
+
+/** A PATH like this one, but with no tool that unpacks .xz (symbolic links, first of each name). */
+function pathWithoutUnxz(): string {
+  const dir = tempDir("no-xz-bin");
+  const seen = new Set<string>();
+  for (const d of (process.env.PATH ?? "/usr/bin:/bin").split(":")) {
+    if (!existsSync(d)) continue;
+    for (const name of readdirSync(d)) {
+      if (seen.has(name) || UNXZ_TOOLS.has(name)) continue;
+      seen.add(name);
+      symlinkSync(join(d, name), join(dir, name));
+    }
+  }
+  return dir;
 }
 
 /** A release tree: the latest at the top, pinned versions under v<version>/. */
@@ -139,7 +177,8 @@ describe.skipIf(!DASH)("install.sh under dash", () => {
       expect(statSync(bin).mode & 0o111).toBe(0o111);
       expect(runInstalled(bin)).toBe(`${LATEST}\n`);
       expect(r.stdout).toBe(`installed proxywall ${LATEST} (${hostAsset()}, sha256 verified) to ${bin}\n`);
-      expect(srv.paths.sort()).toEqual(["/SHA256SUMS", `/${hostAsset()}`].sort());
+      // xz is installed here (.ci/run): the .xz only, never the binary as well.
+      expect(srv.paths.sort()).toEqual(["/SHA256SUMS", `/${hostAsset()}${XZ ? ".xz" : ""}`].sort());
       expect(readdirSync(r.tmp)).toEqual([]);
     } finally {
       srv.stop();
@@ -153,7 +192,7 @@ describe.skipIf(!DASH)("install.sh under dash", () => {
         srv.paths.length = 0;
         const r = await install([DASH!], srv.url, { env: { PROXYWALL_VERSION: pinned } });
         expect(r.code).toBe(0);
-        expect(srv.paths.sort()).toEqual(["/v1.2.3/SHA256SUMS", `/v1.2.3/${hostAsset()}`].sort());
+        expect(srv.paths.sort()).toEqual(["/v1.2.3/SHA256SUMS", `/v1.2.3/${hostAsset()}${XZ ? ".xz" : ""}`].sort());
         expect(runInstalled(join(r.installDir, "proxywall"))).toBe("1.2.3\n");
       }
     } finally {
@@ -166,13 +205,13 @@ describe.skipIf(!DASH)("install.sh under dash", () => {
     writeFileSync(join(root, hostAsset()), fakeBinary("6.6.6"), { mode: 0o755 });
     const srv = serve(root);
     try {
-      const r = await install([DASH!], srv.url);
+      const r = await install([DASH!], srv.url, { env: { PATH: pathWithoutUnxz() } });
       expectNothingInstalled(r, /checksum mismatch for proxywall-linux/);
 
       // Over an existing install: the old binary stays, and nothing is left beside it.
       const dest = tempDir("existing");
       writeFileSync(join(dest, "proxywall"), fakeBinary("0.0.1"), { mode: 0o755 });
-      const again = await install([DASH!], srv.url, { installDir: dest });
+      const again = await install([DASH!], srv.url, { installDir: dest, env: { PATH: pathWithoutUnxz() } });
       expect(again.code).not.toBe(0);
       expect(readdirSync(dest)).toEqual(["proxywall"]);
       expect(runInstalled(join(dest, "proxywall"))).toBe("0.0.1\n");
@@ -231,7 +270,7 @@ describe.skipIf(!DASH)("install.sh under dash", () => {
     try {
       const r = await install([DASH!], srv.url, { env: { PROXYWALL_LIBC: "musl" } });
       expect(r.code).toBe(0);
-      expect(srv.paths).toContain(`/${hostAsset().replace(/-musl$/, "")}-musl`);
+      expect(srv.paths).toContain(`/${hostAsset().replace(/-musl$/, "")}-musl${XZ ? ".xz" : ""}`);
     } finally {
       srv.stop();
     }
@@ -269,6 +308,104 @@ describe.skipIf(!DASH)("install.sh under dash", () => {
   });
 });
 
+describe.skipIf(!DASH || !XZ)("install.sh and the .xz assets (dash)", () => {
+  const asset = hostAsset();
+
+  test("without xz, unxz, xzcat or busybox: the binary as it is, and no .xz", async () => {
+    const srv = serve(releaseTree());
+    try {
+      const r = await install([DASH!], srv.url, { env: { PATH: pathWithoutUnxz() } });
+      expect(r.stderr).not.toContain("error");
+      expect(r.code).toBe(0);
+      expect(srv.paths.sort()).toEqual(["/SHA256SUMS", `/${asset}`].sort());
+      expect(runInstalled(join(r.installDir, "proxywall"))).toBe(`${LATEST}\n`);
+      expect(readdirSync(r.tmp)).toEqual([]);
+    } finally {
+      srv.stop();
+    }
+  });
+
+  test.skipIf(!BUSYBOX)("with busybox as the only unpacker (no xz links), busybox unxz unpacks the .xz", async () => {
+    const srv = serve(releaseTree());
+    const only = tempDir("only-busybox");
+    symlinkSync(BUSYBOX!, join(only, "busybox"));
+    try {
+      const r = await install([DASH!], srv.url, { env: { PATH: `${pathWithoutUnxz()}:${only}` } });
+      expect(r.code).toBe(0);
+      expect(srv.paths.sort()).toEqual(["/SHA256SUMS", `/${asset}.xz`].sort());
+      expect(runInstalled(join(r.installDir, "proxywall"))).toBe(`${LATEST}\n`);
+    } finally {
+      srv.stop();
+    }
+  });
+
+  test("an older release without .xz in its SHA256SUMS: the binary as it is", async () => {
+    const root = tempDir("www");
+    writeRelease(root, LATEST, undefined, false);
+    const srv = serve(root);
+    try {
+      const r = await install([DASH!], srv.url);
+      expect(r.code).toBe(0);
+      expect(srv.paths.sort()).toEqual(["/SHA256SUMS", `/${asset}`].sort());
+      expect(runInstalled(join(r.installDir, "proxywall"))).toBe(`${LATEST}\n`);
+    } finally {
+      srv.stop();
+    }
+  });
+
+  test("a tampered .xz is refused before it is unpacked, and nothing else is fetched", async () => {
+    const root = releaseTree();
+    writeFileSync(join(root, `${asset}.xz`), xzOf(fakeBinary("6.6.6")));
+    const srv = serve(root);
+    try {
+      const r = await install([DASH!], srv.url);
+      expectNothingInstalled(r, new RegExp(`checksum mismatch for ${asset}\\.xz \\(expected [0-9a-f]{64}, got [0-9a-f]{64}\\): not installed`));
+      expect(srv.paths.sort()).toEqual(["/SHA256SUMS", `/${asset}.xz`].sort());
+    } finally {
+      srv.stop();
+    }
+  });
+
+  test("an .xz that matches its own sum but unpacks to another binary is refused", async () => {
+    const root = releaseTree();
+    const other = xzOf(fakeBinary("6.6.6"));
+    writeFileSync(join(root, `${asset}.xz`), other);
+    setSum(root, `${asset}.xz`, other);
+    const srv = serve(root);
+    try {
+      const r = await install([DASH!], srv.url);
+      expectNothingInstalled(r, new RegExp(`checksum mismatch for ${asset} \\(unpacked from ${asset}\\.xz\\)`));
+    } finally {
+      srv.stop();
+    }
+  });
+
+  test("an .xz that cannot be downloaded or unpacked: the binary as it is, still verified", async () => {
+    const missing = releaseTree();
+    rmSync(join(missing, `${asset}.xz`));
+    const broken = releaseTree();
+    writeFileSync(join(broken, `${asset}.xz`), "not xz data\n");
+    setSum(broken, `${asset}.xz`, "not xz data\n");
+    for (const [root, said] of [
+      [missing, `could not download ${asset}.xz`],
+      [broken, `xz could not unpack ${asset}.xz`],
+    ] as const) {
+      const srv = serve(root);
+      try {
+        const r = await install([DASH!], srv.url);
+        expect(r.code).toBe(0);
+        expect(r.stderr).toContain(`${said} (`);
+        expect(r.stderr).toContain(`); downloading ${asset} instead`);
+        expect(srv.paths.sort()).toEqual(["/SHA256SUMS", `/${asset}.xz`, `/${asset}`].sort());
+        expect(runInstalled(join(r.installDir, "proxywall"))).toBe(`${LATEST}\n`);
+        expect(readdirSync(r.tmp)).toEqual([]);
+      } finally {
+        srv.stop();
+      }
+    }
+  });
+});
+
 describe.skipIf(!BUSYBOX)("install.sh under busybox sh", () => {
   test("installs with busybox applets only (wget, busybox sha256sum, no getconf)", async () => {
     const srv = serve(releaseTree());
@@ -277,16 +414,18 @@ describe.skipIf(!BUSYBOX)("install.sh under busybox sh", () => {
       expect(r.stderr).not.toContain("error");
       expect(r.code).toBe(0);
       expect(runInstalled(join(r.installDir, "proxywall"))).toBe(`${LATEST}\n`);
-      expect(srv.paths).toContain("/SHA256SUMS");
+      // busybox's own xz applet unpacks the .xz.
+      expect(srv.paths.sort()).toEqual(["/SHA256SUMS", `/${hostAsset()}${XZ ? ".xz" : ""}`].sort());
       expect(readdirSync(r.tmp)).toEqual([]);
     } finally {
       srv.stop();
     }
   });
 
-  test("refuses a tampered binary", async () => {
+  test("refuses a tampered binary, packed or not", async () => {
     const root = releaseTree();
     for (const a of ASSETS) writeFileSync(join(root, a), fakeBinary("6.6.6"), { mode: 0o755 });
+    for (const a of XZ ? ASSETS : []) writeFileSync(join(root, `${a}.xz`), xzOf(fakeBinary("6.6.6")));
     const srv = serve(root);
     try {
       const r = await install([BUSYBOX!, "sh"], srv.url, { env: { PATH: busyboxPath() } });
