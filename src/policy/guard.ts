@@ -3,6 +3,7 @@
 // rule names the address, or a CIDR inside the row, explicitly (a name rule or a wider CIDR such as
 // 0.0.0.0/0 does not count). IPv6 forms that carry an IPv4 address are checked as that address.
 import { type Cidr, type IP, carriedIPv4, formatCidr, parseCidr } from "./address.ts";
+import { type Verdict, guardVerdict } from "./verdict.ts";
 
 export type GuardKind = "never" | "unless-allowed";
 
@@ -60,30 +61,44 @@ export interface GuardHit {
 }
 
 // Flattened for the hot path: IPv4 rows as (base, mask) pairs, IPv6 rows as four words each, all
-// as int32 (what `&` gives), so that every comparison is between small integers.
-interface V4Entry {
+// as int32 (what `&` gives), so that every comparison is between small integers. Each entry keeps
+// the reason and the verdicts it gives when the address is not an IPv6 form of another, made once.
+export interface GuardEntry {
+  row: GuardRow;
+  cidr: Cidr;
+  never: boolean;
+  /** loopback or unspecified: with the proxy's port, the proxy's own door. */
+  local: boolean;
+  /** `guard: loopback 127.0.0.0/8` */
+  reason: string;
+  /** The verdict of a "never" row, or of an "unless allowed" row that no address rule lifted. */
+  verdict: Verdict;
+}
+interface V4Entry extends GuardEntry {
   base: number;
   mask: number;
-  row: GuardRow;
-  cidr: Cidr;
 }
-interface V6Entry {
+interface V6Entry extends GuardEntry {
   w: readonly number[];
   m: readonly number[];
-  row: GuardRow;
-  cidr: Cidr;
+}
+function entry(row: GuardRow, c: Cidr): GuardEntry {
+  const reason = `guard: ${row.label} ${formatCidr(c)}`;
+  const never = row.kind === "never";
+  const local = row.label === "loopback" || row.label === "unspecified";
+  return { row, cidr: c, never, local, reason, verdict: guardVerdict(never ? reason : `${reason}, unless a rule allows it by address or CIDR`) };
 }
 const V4: V4Entry[] = [];
 const V6: V6Entry[] = [];
 for (const row of GUARD_ROWS) {
   for (const c of row.cidrs) {
-    if (c.ip.v === 4) V4.push({ base: c.ip.n | 0, mask: c.len === 0 ? 0 : 0xffffffff << (32 - c.len), row, cidr: c });
+    if (c.ip.v === 4) V4.push({ ...entry(row, c), base: c.ip.n | 0, mask: c.len === 0 ? 0 : 0xffffffff << (32 - c.len) });
     else {
       const m = [0, 1, 2, 3].map((i) => {
         const bits = Math.max(0, Math.min(32, c.len - 32 * i));
         return bits === 0 ? 0 : 0xffffffff << (32 - bits);
       });
-      V6.push({ w: c.ip.w.map((x) => x | 0), m, row, cidr: c });
+      V6.push({ ...entry(row, c), w: c.ip.w.map((x) => x | 0), m });
     }
   }
 }
@@ -93,13 +108,28 @@ const V4_BY_OCTET: V4Entry[][] = Array.from({ length: 256 }, (_, octet) =>
   V4.filter((e) => ((octet << 24) & e.mask & 0xff000000) === (e.base & 0xff000000)),
 );
 
-function v4Row(n: number): V4Entry | null {
-  for (const e of V4_BY_OCTET[n >>> 24]!) if ((n & e.mask) === e.base) return e;
+/** The first guard entry holding an IPv4 address (unsigned), or null. */
+export function guardEntryV4(n: number): GuardEntry | null {
+  const list = V4_BY_OCTET[n >>> 24]!;
+  for (let i = 0; i < list.length; i++) {
+    const e = list[i]!;
+    if ((n & e.mask) === e.base) return e;
+  }
   return null;
 }
 
 /** The IPv6 entries that can hold an address, by its first byte (in row order). */
 const V6_BY_BYTE: V6Entry[][] = Array.from({ length: 256 }, (_, byte) => V6.filter((e) => ((byte << 24) & e.m[0]! & 0xff000000) === (e.w[0]! & 0xff000000)));
+
+/** The first guard entry holding an IPv6 address itself (four unsigned words), or null. */
+export function guardEntryV6(w0: number, w1: number, w2: number, w3: number): GuardEntry | null {
+  const list = V6_BY_BYTE[w0 >>> 24]!;
+  for (let i = 0; i < list.length; i++) {
+    const e = list[i]!;
+    if ((w0 & e.m[0]!) === e.w[0] && (w1 & e.m[1]!) === e.w[1] && (w2 & e.m[2]!) === e.w[2] && (w3 & e.m[3]!) === e.w[3]) return e;
+  }
+  return null;
+}
 
 /** The first guard row holding `ip` (or the IPv4 address it carries), or null. */
 export function guardRow(ip: IP): GuardHit | null {
@@ -112,17 +142,8 @@ export function guardRow(ip: IP): GuardHit | null {
 
 /** The first guard row holding `ip` itself; `via` names the IPv6 form it came in, if any. */
 export function guardRowOf(ip: IP, via: string | null): GuardHit | null {
-  if (ip.v === 4) {
-    const e = v4Row(ip.n);
-    return e && { row: e.row, cidr: e.cidr, via };
-  }
-  const w = ip.w;
-  for (const e of V6_BY_BYTE[w[0] >>> 24]!) {
-    if ((w[0] & e.m[0]!) === e.w[0] && (w[1] & e.m[1]!) === e.w[1] && (w[2] & e.m[2]!) === e.w[2] && (w[3] & e.m[3]!) === e.w[3]) {
-      return { row: e.row, cidr: e.cidr, via };
-    }
-  }
-  return null;
+  const e = ip.v === 4 ? guardEntryV4(ip.n) : guardEntryV6(ip.w[0], ip.w[1], ip.w[2], ip.w[3]);
+  return e && { row: e.row, cidr: e.cidr, via };
 }
 
 /** The guard table as the README and `policy check --help` show it. */

@@ -1,15 +1,17 @@
 // What the proxy calls: load a policy once, decide each request before resolving (the name or the
 // literal address) and after (every address the name resolved to; the proxy connects only to an
 // address returned here, with no second lookup, so DNS rebinding cannot slip through).
-import { normaliseHost } from "./address.ts";
-import { type Policy, type Verdict, addrFacts } from "./policy.ts";
+import { type AddrFacts, addrFacts, normaliseHost, readAddr } from "./address.ts";
+import type { Policy } from "./policy.ts";
+import { type Verdict, guardVerdict } from "./verdict.ts";
 
 export { normaliseHost } from "./address.ts";
-export { loadPolicy, Policy } from "./policy.ts";
+export { loadPolicy } from "./load.ts";
+export { Policy } from "./policy.ts";
 export type { Mode, PolicyContext, PolicyOptions, Rule, Verdict } from "./policy.ts";
 
 function badHost(why: string): Verdict {
-  return { allowed: false, outcome: "denied", rule: null, reason: `guard: bad host: ${why}` };
+  return guardVerdict(`guard: bad host: ${why}`);
 }
 
 /**
@@ -27,20 +29,13 @@ export function decideTarget(
 ): { kind: "address"; addr: string; verdict: Verdict } | { kind: "name"; name: string; verdict: Verdict | "resolve" } {
   const h = normaliseHost(host);
   if ("error" in h) return { kind: "name", name: host, verdict: badHost(h.error) };
-  if ("addr" in h) {
-    const f = addrFacts(h.addr)!;
-    return { kind: "address", addr: h.addr, verdict: p.decideAddress(null, f, port, exe) };
-  }
+  if ("addr" in h) return { kind: "address", addr: h.addr, verdict: p.decideAddress(null, addrFacts(h.addr)!, port, exe) };
   const name = h.name;
-  const g = p.guardName(name);
-  if (g) return { kind: "name", name, verdict: g };
-  if (p.mode === "audit") return { kind: "name", name, verdict: "resolve" };
-  const byName = p.nameMatches(name, port, exe);
-  if (byName.deny) return { kind: "name", name, verdict: p.decideName(name, port, exe) };
-  // Deny by default, no name rule allows it, and no address rule could: no need to resolve.
-  if (p.allow.count > 0 && byName.allow === null && p.allow.addrCount === 0) return { kind: "name", name, verdict: p.decideName(name, port, exe) };
-  return { kind: "name", name, verdict: "resolve" };
+  return { kind: "name", name, verdict: p.guardName(name) ?? p.decideBeforeResolving(name, port, exe) };
 }
+
+// decideResolved's addresses, one after another: deciding is synchronous and keeps none of them.
+const FACTS: AddrFacts = { text: "", v: 4, n: 0, w0: 0, w1: 0, w2: 0, w3: 0, c4: -1, form: null };
 
 /**
  * After resolving `name`: each address is decided on its own (guard, deny rules, allow rules by
@@ -50,26 +45,29 @@ export function decideTarget(
  */
 export function decideResolved(p: Policy, name: string, addrs: string[], port: number, exe: string | null): { verdict: Verdict; allowed: string[] } {
   const allowed: string[] = [];
-  if (addrs.length === 0) return { verdict: { allowed: false, outcome: "denied", rule: null, reason: `${name} resolved to no address` }, allowed };
+  if (addrs.length === 0) return { verdict: guardVerdict(`${name} resolved to no address`), allowed };
   const g = p.guardName(name);
   if (g) return { verdict: g, allowed };
-  const byName = p.nameMatches(name, port, exe);
   let ok: Verdict | null = null;
   let would: Verdict | null = null;
   let denied: Verdict | null = null;
-  const wouldAddrs: string[] = [];
-  for (const a of addrs) {
-    const f = addrFacts(a);
-    const v = f ? p.decideAddress(name, f, port, exe, byName) : badHost(`${a} is not an address`);
+  let wouldAddrs: string[] | null = null;
+  const f = FACTS;
+  for (let i = 0; i < addrs.length; i++) {
+    if (!readAddr(addrs[i]!, f)) {
+      denied ??= badHost(`${addrs[i]} is not an address`);
+      continue;
+    }
+    const v = p.decideAddress(name, f, port, exe);
     if (v.outcome === "ok") {
       ok ??= v;
-      allowed.push(f!.text);
+      allowed.push(f.text);
     } else if (v.outcome === "would_deny") {
       would ??= v;
-      wouldAddrs.push(f!.text);
+      (wouldAddrs ??= []).push(f.text);
     } else denied ??= v;
   }
-  if (ok) return { verdict: ok, allowed };
-  if (would) return { verdict: would, allowed: wouldAddrs };
+  if (ok !== null) return { verdict: ok, allowed };
+  if (would !== null) return { verdict: would, allowed: wouldAddrs! };
   return { verdict: denied!, allowed };
 }

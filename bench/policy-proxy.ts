@@ -1,0 +1,154 @@
+// bench/policy.ts's proxied part: what a 1,000-rule policy adds to a request through the real
+// built-in proxy, and what a CONNECT tunnel carries against a direct download of the same file.
+//
+// Everything runs in two namespaces this makes and removes (even on failure): "proxy", with the
+// two proxies and the client (on its loopback), and "upstream", with the HTTP server, joined by a
+// veth pair on 10.209.16.0/30. The machine's own network is not touched, and no request leaves
+// these two namespaces. The upstream's address is private: the proxy's guard refuses it unless a
+// rule names it by address or CIDR, so the smaller policy is that one rule, and the larger one has
+// it among 999 others.
+import { existsSync, rmSync } from "node:fs";
+import { fmtMs, quantile, randomId, requireTool, table } from "./support.ts";
+
+const PROXY_ADDR = "10.209.16.1";
+const UPSTREAM_ADDR = "10.209.16.2";
+const ROLES = `${import.meta.dir}/policy-roles.ts`;
+/** What proxywall's run executes itself with, unless the user chose JIT options. */
+const PROXYWALL_TIERS = "BUN_JSC_useDFGJIT" in process.env || "BUN_JSC_useFTLJIT" in process.env ? {} : { BUN_JSC_useDFGJIT: "0", BUN_JSC_useFTLJIT: "0" };
+
+export interface ProxyBenchOptions {
+  requests: number;
+  rules: number;
+  fileMiB: number;
+  fileRuns: number;
+}
+
+type Child = Bun.Subprocess<"pipe", "pipe", "pipe">;
+
+function ip(args: string[]): void {
+  const p = Bun.spawnSync([requireTool("ip", true), ...args], { stdout: "pipe", stderr: "pipe", timeout: 10_000 });
+  if (p.exitCode !== 0) throw new Error(`ip ${args.join(" ")}: exit ${p.exitCode}: ${p.stderr.toString().trim()}`);
+}
+
+/** The first line a child prints, as JSON, or an error with its stderr when it ends or takes too long. */
+async function firstLine(c: Child, what: string, timeoutMs: number): Promise<Record<string, unknown>> {
+  const reader = c.stdout.getReader();
+  let text = "";
+  const read = (async () => {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return null;
+      text += new TextDecoder().decode(value);
+      if (text.includes("\n")) return text.slice(0, text.indexOf("\n"));
+    }
+  })();
+  const line = await Promise.race([read, Bun.sleep(timeoutMs).then(() => "timeout" as const)]);
+  reader.releaseLock();
+  if (line === null || line === "timeout") {
+    c.kill("SIGKILL");
+    const err = await Promise.race([new Response(c.stderr).text(), Bun.sleep(1000).then(() => "")]);
+    throw new Error(`${what}: ${line === null ? "ended" : `no answer within ${timeoutMs / 1000} s`}: ${err.trim().split("\n").slice(-5).join(" | ")}`);
+  }
+  return JSON.parse(line) as Record<string, unknown>;
+}
+
+function stats(ms: number[]): { p50: number; p90: number } {
+  return { p50: quantile(ms, 0.5), p90: quantile(ms, 0.9) };
+}
+
+/** Runs the proxied part and prints its figures; returns problems (an empty list when all went well). */
+export async function proxyBench(o: ProxyBenchOptions): Promise<string[]> {
+  const id = randomId();
+  const [proxyNs, upNs] = [`pwbench-pol-${id}`, `pwbench-pol-${id}-up`];
+  const file = `${process.env.TMPDIR ?? "/tmp"}/proxywall-bench-policy-${id}.bin`;
+  const children: Child[] = [];
+  const enter = (ns: string) => [requireTool("nsenter", true), `--net=/run/netns/${ns}`, "--"];
+  const spawn = (ns: string, args: string[], env: Record<string, string | undefined> = process.env) => {
+    const c: Child = Bun.spawn([...enter(ns), process.execPath, ROLES, ...args], { stdin: "pipe", stdout: "pipe", stderr: "pipe", env });
+    children.push(c);
+    return c;
+  };
+  const onSignal = () => void cleanup().then(() => process.exit(130));
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  async function cleanup(): Promise<string[]> {
+    const left: string[] = [];
+    for (const c of children) {
+      c.stdin.end();
+      if (!(await Promise.race([c.exited.then(() => true), Bun.sleep(3000).then(() => false)]))) c.kill("SIGKILL");
+      await c.exited;
+    }
+    for (const ns of [upNs, proxyNs]) {
+      try {
+        if (existsSync(`/run/netns/${ns}`)) ip(["netns", "del", ns]);
+      } catch (e) {
+        left.push((e as Error).message);
+      }
+    }
+    rmSync(file, { force: true });
+    return left;
+  }
+  try {
+    for (const ns of [proxyNs, upNs]) {
+      ip(["netns", "add", ns]);
+      ip(["-n", ns, "link", "set", "lo", "up"]);
+    }
+    ip(["-n", proxyNs, "link", "add", "pwbp0", "type", "veth", "peer", "name", "pwbp1", "netns", upNs]);
+    ip(["-n", proxyNs, "addr", "add", `${PROXY_ADDR}/30`, "dev", "pwbp0"]);
+    ip(["-n", upNs, "addr", "add", `${UPSTREAM_ADDR}/30`, "dev", "pwbp1"]);
+    ip(["-n", proxyNs, "link", "set", "pwbp0", "up"]);
+    ip(["-n", upNs, "link", "set", "pwbp1", "up"]);
+    const fileBytes = o.fileMiB * 1048576;
+    // Bytes that do not compress or repeat in short runs; written once, sent with sendfile(2).
+    const chunk = crypto.getRandomValues(new Uint8Array(1048576));
+    await Bun.write(file, new Blob(Array.from({ length: o.fileMiB }, () => chunk)));
+
+    const up = await firstLine(spawn(upNs, ["upstream", UPSTREAM_ADDR, file]), "the upstream server", 20_000);
+    const upstream = `${UPSTREAM_ADDR}:${up.port as number}`;
+    // The proxies run as proxywall's run runs them: without JavaScriptCore's optimizing tiers (src/sys/jit-tiers.ts).
+    const proxyEnv = { ...process.env, ...PROXYWALL_TIERS };
+    const px = await firstLine(spawn(proxyNs, ["proxy", `10.209.16.0/30:${up.port as number}`, String(o.rules)], proxyEnv), "the proxies", 60_000);
+    const [portA, portB] = px.ports as number[];
+    const rules = px.rules as number[];
+    const timeoutS = 60 + o.requests * 3 * 0.05 + o.fileRuns * 2 * 30;
+    const res = await firstLine(spawn(proxyNs, ["client", upstream, String(portA), String(portB), String(o.requests), String(fileBytes), String(o.fileRuns)]), "the client", timeoutS * 1000);
+    const ms = res.ms as { direct: number[]; one: number[]; many: number[] };
+    const mibs = res.mibs as { direct: number[]; tunnel: number[] };
+
+    const [d, one, many] = [stats(ms.direct), stats(ms.one), stats(ms.many)];
+    console.log(
+      `\nproxied requests: ${o.requests.toLocaleString("en")} of each, interleaved, each on a new connection (client and proxies in one namespace, the upstream in another, over a veth pair; ` +
+        `the proxies ${Object.keys(PROXYWALL_TIERS).length > 0 ? "without DFG and FTL, as proxywall's run" : "with the JIT options of this environment"}); ms`,
+    );
+    console.log(
+      table([
+        ["path", "median", "p90"],
+        ["direct to the upstream (no proxy)", fmtMs(d.p50), fmtMs(d.p90)],
+        [`proxy, policy of ${rules[0]} rule (the upstream's CIDR)`, fmtMs(one.p50), fmtMs(one.p90)],
+        [`proxy, policy of ${rules[1]!.toLocaleString("en")} rules (the same among others)`, fmtMs(many.p50), fmtMs(many.p90)],
+        [`difference (${rules[1]!.toLocaleString("en")} rules - ${rules[0]})`, fmtMs(many.p50 - one.p50), fmtMs(many.p90 - one.p90)],
+      ]),
+    );
+    const added = many.p50 - one.p50;
+    console.log(`added latency of ${rules[1]!.toLocaleString("en")} rules at the median: ${fmtMs(added)} ms (target at most 0.3 ms): ${added <= 0.3 ? "ok" : "ABOVE TARGET"}`);
+
+    const [dm, tm] = [quantile(mibs.direct, 0.5), quantile(mibs.tunnel, 0.5)];
+    console.log(`\nCONNECT throughput: ${o.fileMiB} MiB from the upstream, ${o.fileRuns} runs each, interleaved; MiB/s (median, and every run)`);
+    console.log(
+      table([
+        ["path", "median", "runs"],
+        ["direct", dm.toFixed(0), mibs.direct.map((x) => x.toFixed(0)).join(" ")],
+        [`CONNECT tunnel (the ${rules[1]!.toLocaleString("en")}-rule proxy)`, tm.toFixed(0), mibs.tunnel.map((x) => x.toFixed(0)).join(" ")],
+      ]),
+    );
+    const ratio = tm / dm;
+    console.log(`tunnel / direct: ${(ratio * 100).toFixed(0)} % (target at least 80 %): ${ratio >= 0.8 ? "ok" : "BELOW TARGET"}`);
+    return await cleanup();
+  } catch (e) {
+    const left = await cleanup();
+    return [(e as Error).message, ...left];
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+}
