@@ -1,7 +1,7 @@
 // install.sh, piped into dash and busybox sh as `curl ... | sh` would, against a release served from
 // 127.0.0.1. The release holds small fake "binaries" (shell scripts that answer --version), each also
 // as .xz, as build.ts makes them; one test also installs the real compiled binary when dist/ has one.
-import { afterEach, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, normalize } from "node:path";
@@ -10,6 +10,10 @@ const ROOT = join(import.meta.dir, "..");
 const SCRIPT = readFileSync(join(ROOT, "install.sh"));
 const ASSETS = ["proxywall-linux-x64", "proxywall-linux-arm64", "proxywall-linux-x64-musl", "proxywall-linux-arm64-musl"];
 const LATEST = "0.9.0";
+
+// Each test runs the script once or twice under a shell, downloading from a server of its own:
+// seconds on a busy 2-CPU machine.
+setDefaultTimeout(60_000);
 
 const which = (name: string) => Bun.which(name) ?? undefined;
 const DASH = which("dash");
@@ -70,9 +74,18 @@ function setSum(dir: string, name: string, content: string | Uint8Array): void {
   writeFileSync(file, [...lines, `${sha256(content)}  ${name}`].join("\n") + "\n");
 }
 
-/** A PATH like this one, but with no tool that unpacks .xz (symbolic links, first of each name). */
+let noUnxzDir: string | null = null;
+afterAll(() => {
+  if (noUnxzDir) rmSync(noUnxzDir, { recursive: true, force: true });
+});
+
+/**
+ * A PATH like this one, but with no tool that unpacks .xz (symbolic links, first of each name);
+ * made once for the file (a thousand links), removed after it.
+ */
 function pathWithoutUnxz(): string {
-  const dir = tempDir("no-xz-bin");
+  if (noUnxzDir) return noUnxzDir;
+  const dir = (noUnxzDir = mkdtempSync(join(tmpdir(), "proxywall-install-test-no-xz-bin-")));
   const seen = new Set<string>();
   for (const d of (process.env.PATH ?? "/usr/bin:/bin").split(":")) {
     if (!existsSync(d)) continue;
