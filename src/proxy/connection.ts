@@ -71,6 +71,8 @@ export class Connection {
   private upstreamClosed = true;
   private timer: ReturnType<typeof setTimeout> | null = null;
   private idle: ReturnType<typeof setTimeout> | null = null;
+  /** A byte moved since the idle clock last looked. */
+  private moved = false;
   private readonly done: Promise<void>;
   private resolveDone!: () => void;
 
@@ -121,14 +123,26 @@ export class Connection {
     this.timer = null;
   }
 
-  /** Any byte either way restarts the idle clock. */
-  private touch(): void {
-    if (this.idle) this.idle.refresh();
+  /**
+   * The idle clock: it looks every `idleTimeoutMs / 4` and ends the connection after four looks
+   * without a byte either way, so a chunk costs one store (refreshing a timer per chunk cost a
+   * tenth of a tunnel's throughput). It fires between 1x and 1.25x the timeout after the last byte.
+   */
+  private startIdleClock(): void {
+    const quarter = this.opts.idleTimeoutMs / 4;
+    let quiet = 0;
+    const look = () => {
+      quiet = this.moved ? 0 : quiet + 1;
+      this.moved = false;
+      if (quiet >= 4) return this.fail("idle_timeout", `no byte either way for ${this.opts.idleTimeoutMs / 1000} s`);
+      this.idle = setTimeout(look, quarter);
+    };
+    this.idle = setTimeout(look, quarter);
   }
 
   private onClientData(d: Buffer): void {
     if (this.state === "open" && !this.helloGate) {
-      this.touch();
+      this.moved = true;
       this.bytesUp += d.length;
       if (!this.upstream!.write(d)) this.client.pause();
       return;
@@ -246,7 +260,7 @@ export class Connection {
     up.on("connect", () => this.onUpstreamConnect(addr));
     up.on("data", (d: Buffer) => {
       if (this.client.destroyed) return;
-      this.touch();
+      this.moved = true;
       this.bytesDown += d.length;
       this.wroteToClient = true;
       this.responseStatus?.feed(d);
@@ -283,7 +297,7 @@ export class Connection {
     this.clearTimer();
     this.state = "open";
     this.dstAddr = addr;
-    this.idle = setTimeout(() => this.fail("idle_timeout", `no byte either way for ${this.opts.idleTimeoutMs / 1000} s`), this.opts.idleTimeoutMs);
+    this.startIdleClock();
     if (!this.responseStatus) {
       this.status = 200;
       this.wroteToClient = true;
