@@ -267,7 +267,8 @@ describePrivileged("bypass detection (real kernel, real clients)", () => {
         action: e.action,
         source: e.source,
         resolved: e.process?.resolved,
-        pid: e.process?.pid,
+        // The pid CMD's processes see (they print $$ inside the sandbox's PID namespace).
+        pid: e.process?.ns_pid,
         exe: e.process?.exe,
         dns: e.dns_query,
       }));
@@ -297,7 +298,7 @@ describePrivileged("bypass detection (real kernel, real clients)", () => {
       uid: e.uid,
       gid: e.gid,
       puid: e.process?.uid,
-      pid: e.process?.pid,
+      pid: e.process?.ns_pid,
       exe: e.process?.exe,
     }));
     expect(got).toEqual([
@@ -323,8 +324,9 @@ describePrivileged("bypass detection (real kernel, real clients)", () => {
     }
     expect(expected.size).toBe(100);
     const detects = eventsOf(r.events, "bypass_detect");
-    const right = detects.filter((e) => e.process?.resolved === true && expected.get(e.process.pid) === e.process.exe);
-    const pidsSeen = new Set(right.map((e) => e.process.pid));
+    // The printed pids are those of the sandbox's PID namespace.
+    const right = detects.filter((e) => e.process?.resolved === true && expected.get(e.process.ns_pid) === e.process.exe);
+    const pidsSeen = new Set(right.map((e) => e.process.ns_pid));
     console.log(`attributed to the right pid and exe: ${pidsSeen.size}/100 (bypass_detect lines: ${detects.length})`);
     expect(pidsSeen.size).toBeGreaterThanOrEqual(99);
     expect(right.length).toBe(pidsSeen.size);
