@@ -17,7 +17,9 @@
 //      the same clients again: at least 5 and at most N attempts, stopping after 5 once a client has used 2.5 s
 //      (blocking and IPv6 clients take about a second each there).
 // Clients: python blocking (socket.create_connection, no timeout), python non-blocking
-// (connect_ex + poll + SO_ERROR), node net.connect, bash /dev/tcp; python and node time each
+// (connect_ex + poll + SO_ERROR), node net.connect, bash /dev/tcp, and a name lookup (python
+// socket.getaddrinfo of a fresh name, A for IPv4 and AAAA for IPv6: glibc's resolver, answered
+// REFUSED by proxywall's DNS responder in the sandbox); python and node time each
 // attempt in-process (perf_counter / hrtime), bash with $EPOCHREALTIME around the redirection,
 // so no process start is in any figure. Each client alternates two destinations: IPv4
 // 198.51.100.7:443 and 203.0.113.9:9, IPv6 [2001:db8::7]:443 and [2001:db8::9]:9 (the sandbox has
@@ -44,7 +46,7 @@ const N = flag("--n", 50, 5, 500);
 // ---- the worker, run as CMD inside the sandbox ---------------------------------------------------
 
 const WORKER_PY = String.raw`
-import json, os, select, shutil, signal, socket, subprocess, sys, tempfile, time, errno as E
+import json, os, random, select, shutil, signal, socket, subprocess, sys, tempfile, time, errno as E
 
 CFG = json.loads(sys.argv[1])
 TMO = CFG["timeout_s"]; PACE = CFG["pace_s"]
@@ -102,6 +104,20 @@ def py_nonblocking(fam, addr):
     s.close()
     return (t1 - t0) * 1000, res
 
+def py_getaddrinfo(fam, addr):
+    # A name of its own per attempt (nothing cached): glibc asks the resolv.conf server, which
+    # proxywall's DNS responder answers REFUSED for the sandbox; the error is what is timed.
+    name = "fastfail-%d.proxywall.test" % random.randrange(10**9)
+    t0 = time.perf_counter()
+    try:
+        socket.getaddrinfo(name, 80, AF[fam], socket.SOCK_STREAM)
+        res = "resolved"
+    except socket.gaierror as e:
+        res = {socket.EAI_AGAIN: "EAI_AGAIN", socket.EAI_NONAME: "EAI_NONAME", socket.EAI_FAIL: "EAI_FAIL"}.get(e.errno, "EAI_%d" % e.errno)
+    except OSError as e:
+        res = ename(e.errno)
+    return (time.perf_counter() - t0) * 1000, res
+
 def series_in_process(fn, fam, n, min_n, budget, hard):
     out = []
     start = time.monotonic()
@@ -155,6 +171,7 @@ CLIENTS = [
     ("python non-blocking", lambda fam, *a: series_in_process(py_nonblocking, fam, *a)),
     ("node net.connect", series_node),
     ("bash /dev/tcp", series_bash),
+    ("python getaddrinfo (DNS)", lambda fam, *a: series_in_process(py_getaddrinfo, fam, *a)),
 ]
 
 def run(cmd, stdin=None):

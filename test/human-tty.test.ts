@@ -9,7 +9,9 @@ import { describePrivileged, MAIN, proxywall, ROOT, TEST_ARGS } from "./support/
 import { tempDir } from "./support/temp.ts";
 
 /** CMD: one direct attempt (rejected by the fence), one request the proxy's guard refuses (loopback). */
-const CMD = ["sh", "-c", `curl -sS --noproxy '*' -m 5 http://198.51.100.7/; curl -sS --noproxy '' -x http://127.0.0.1:3128 -m 5 -o /dev/null http://127.0.0.1:1/; exit 0`];
+// curl's own errors go to /dev/null: on the same terminal they would interleave with proxywall's
+// lines byte by byte (two writers), and the lines are what the tests read.
+const CMD = ["sh", "-c", `curl -sS --noproxy '*' -m 5 http://198.51.100.7/ 2>/dev/null; curl -sS --noproxy '' -x http://127.0.0.1:3128 -m 5 -o /dev/null http://127.0.0.1:1/ 2>/dev/null; exit 0`];
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /** Runs proxywall ARGS -- CMD with a terminal as its stdin, stdout and stderr; returns what the terminal showed. */

@@ -305,7 +305,8 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
     );
     const namespaces = new Set<string>();
     runs.forEach((r, i) => {
-      expect({ i, code: r.code, out: r.stdout }).toEqual({ i, code: 0, out: `origin saw /sandbox/${i}\n` });
+      // The diagnostics go into the comparison, so a failure says why.
+      expect({ i, code: r.code, out: r.stdout, why: r.code === 0 ? "" : r.text.join(" | ") }).toEqual({ i, code: 0, out: `origin saw /sandbox/${i}\n`, why: "" });
       const ready = eventsOf(r.events, "sandbox_ready")[0]!;
       expect(ready).toMatchObject({ sandbox_ipv4: "10.200.0.2", proxy: { url: "http://127.0.0.1:3128" } });
       namespaces.add(ready.netns);

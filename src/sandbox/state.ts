@@ -5,7 +5,7 @@
 // lock does, and the kernel drops it when the owner dies, even by SIGKILL. The lock file is made
 // and locked before anything else exists, so gc never takes a sandbox that is being built for a
 // dead one. /run is tmpfs: nothing here outlives a reboot.
-import { closeSync, constants, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, constants, linkSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, unlinkSync, writeSync } from "node:fs";
 import * as v from "valibot";
 import { ID_PATTERN } from "../plan/addresses.ts";
 import { processStartTime } from "../sys/procfs.ts";
@@ -62,10 +62,19 @@ export interface Hold {
 /** Makes and locks the lock file of a new sandbox; throws when the state dir cannot be written. */
 export function holdSandbox(dir: string, id: string): Hold {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const fd = openSync(lockPath(dir, id), constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | O_CLOEXEC, 0o600);
-  if (!tryLock(fd)) {
+  // Made and locked under a name gc does not list, then linked into place (link(2) fails when the
+  // name exists): another proxywall's gc never sees the lock file unlocked, so it cannot take a
+  // sandbox being built for a dead one (it did: 10 at once, one lost its namespace).
+  const tmp = `${dir}/.${id}.lock`;
+  const fd = openSync(tmp, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | O_CLOEXEC, 0o600);
+  try {
+    if (!tryLock(fd)) throw new Error(`cannot lock ${tmp}`);
+    linkSync(tmp, lockPath(dir, id));
+  } catch (e) {
     closeSync(fd);
-    throw new Error(`cannot lock ${lockPath(dir, id)}`);
+    throw e;
+  } finally {
+    removeFile(tmp);
   }
   return { dir, id, fd };
 }
