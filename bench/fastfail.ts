@@ -352,7 +352,9 @@ interface RunData {
 
 /** One `proxywall run -- python3 worker.py CFG`; the worker prints one JSON line per series. */
 async function oneRun(label: string, extra: readonly string[], python: string, worker: string, cfg: object, leftovers: Leftovers): Promise<RunData> {
-  const result = await runWithDeadline(runArgv(FROM_SOURCE, [python, worker, JSON.stringify(cfg)], extra), RUN_DEADLINE_MS);
+  // --keep-caps: the worker rewrites the fence's rejects for the ICMP variant, which a CMD without
+  // CAP_NET_ADMIN (the default since CMD's init drops it) cannot do.
+  const result = await runWithDeadline(runArgv(FROM_SOURCE, [python, worker, JSON.stringify(cfg)], ["--keep-caps", ...extra]), RUN_DEADLINE_MS);
   leftovers.trackEvents(result.events);
   const lines = result.stdout
     .split("\n")
