@@ -61,7 +61,6 @@ describePrivileged(MMDEBSTRAP ? "proxywall in a minimal root filesystem, run as 
   let bin = "";
   let web: TestNetns;
   let server: ReturnType<typeof Bun.serve> | undefined;
-  let url = "";
   let port = 0;
   let net = 0;
   const before = { forwarding: [] as string[] };

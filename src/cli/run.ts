@@ -12,7 +12,7 @@ import { AddressPortOption, intOption, validate, type CliData } from "./argv.ts"
 import { EXIT, ExitError, usageError } from "../exit-codes.ts";
 import { FenceOptions, fenceArgs, fenceInput, WatchOptions, watchArgs, watchInput } from "./fence-options.ts";
 import { policyArgs, policyFrom } from "./policy-options.ts";
-import { DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_CLIENTS } from "../proxy/http-proxy.ts";
+import { DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_CLIENTS, DEFAULT_PROXY_PORT } from "../proxy/http-proxy.ts";
 import { watchRules } from "../plan/sandbox-plan.ts";
 import { missingSandboxCaps } from "../sys/capabilities.ts";
 import { parseFamilies } from "../sys/seccomp.ts";
@@ -46,7 +46,7 @@ export default defineCommand({
   args: {
     ...fenceArgs,
     ...watchArgs,
-    "proxy-port": { type: "string", description: "port of the proxy's door on the sandbox's own loopback (127.0.0.1 and ::1)", default: "3128" },
+    "proxy-port": { type: "string", description: "port of the proxy's door on the sandbox's own loopback (127.0.0.1 and ::1)", default: String(DEFAULT_PROXY_PORT) },
     "external-proxy": { type: "string", description: "start no proxy: the door relays to your own proxy, listening where proxywall runs (ADDRESS defaults to 127.0.0.1)", valueHint: "[ADDRESS:]PORT" },
     user: { type: "string", description: "run CMD as this user (and group), without privileges", valueHint: "UID[:GID]" },
     "keep-caps": { type: "boolean", description: "let CMD keep proxywall's capabilities (NET_ADMIN, SYS_ADMIN, ...: it could then remove the rules) and setuid programs work; a degraded line says so" },

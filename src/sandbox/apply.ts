@@ -1,9 +1,8 @@
 // Applying a sandbox plan to the system, and undoing it. The thin side-effect layer: every
 // decision was made in the plan; this runs ip and reports what failed. The fence: src/fence/.
 import { existsSync } from "node:fs";
-import type { SandboxPlan } from "../plan/sandbox-plan.ts";
 import { inNetns, netnsPath } from "../sys/netns.ts";
-import { findTool, startTool, toolError, type ToolResult } from "../sys/tools.ts";
+import { findTool, startTool, type ToolResult } from "../sys/tools.ts";
 import { pidsInNetns, statFields } from "../sys/procfs.ts";
 import { statusNsPid } from "../monitor/process-info.ts";
 
@@ -20,14 +19,6 @@ export async function ipBatch(lines: readonly string[], where: { netns?: string;
   const text = lines.join("\n") + "\n";
   const ip = ipTool();
   return where.netns ? inNetns(netnsPath(where.netns), () => startTool(ip, args, text)) : startTool(ip, args, text);
-}
-
-/** Builds the namespace, then its inside. On failure the caller's teardown removes what was made. */
-export async function applyNetwork(plan: SandboxPlan): Promise<void> {
-  const host = await ipBatch(plan.hostBatch);
-  if (host.code !== 0) throw new SetupError(toolError("creating the namespace (ip -batch)", host));
-  const inside = await ipBatch(plan.sandboxBatch, { netns: plan.names.netns });
-  if (inside.code !== 0) throw new SetupError(toolError(`configuring ${plan.names.netns} (ip -batch)`, inside));
 }
 
 /** How long teardown keeps scanning the namespace for processes to end. */

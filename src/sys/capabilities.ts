@@ -25,11 +25,6 @@ const SANDBOX_CAPS = [
   { cap: CAP_SYS_ADMIN, name: "CAP_SYS_ADMIN", why: "making and entering network namespaces", flag: "SYS_ADMIN" },
 ] as const;
 
-/** Building a sandbox needs CAP_NET_ADMIN (links, rules) and CAP_SYS_ADMIN (namespace mount). */
-export function canBuildSandbox(): boolean {
-  return missingSandboxCaps() === null;
-}
-
 /**
  * Null when this process can build (or watch) a sandbox; else why not, naming what is missing. uid
  * 0 is told which capability it lacks (a container runtime or setpriv dropped it): "needs root"
