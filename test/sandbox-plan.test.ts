@@ -96,7 +96,7 @@ describe("renderPlan: the dry run shows every command with what it is fed, in or
       "# the proxy listens inside pw-abcd1234 on 127.0.0.1:3128 and [::1]:3128; it connects out from proxywall's own namespace",
       "# CMD runs inside pw-abcd1234 with HTTP_PROXY=HTTPS_PROXY=ALL_PROXY=GRPC_PROXY=http://127.0.0.1:3128",
       "#   NO_PROXY=localhost,127.0.0.1,::1 NODE_USE_ENV_PROXY=1",
-      "# teardown, proxywall's own namespace: ip -force -batch -",
+      "# teardown, proxywall's own namespace: in-process, as ip netns del does (umount, unlink)",
     ]);
   });
 
@@ -110,7 +110,7 @@ describe("renderPlan: the dry run shows every command with what it is fed, in or
     };
     expect(section("# proxywall's own namespace: ip -batch -")).toEqual(plan.hostBatch);
     expect(section("# inside pw-abcd1234: ip -batch -")).toEqual(plan.sandboxBatch);
-    expect(section("# teardown, proxywall's own namespace: ip -force -batch -")).toEqual(plan.teardownBatch);
+    expect(section("# teardown, proxywall's own namespace: in-process, as ip netns del does (umount, unlink)")).toEqual(plan.teardownBatch);
     expect(text).toContain(plan.fence[0]!.text.trimEnd());
   });
 });

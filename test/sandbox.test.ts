@@ -426,7 +426,7 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
     expect(r.stdout).toContain("# proxywall's own namespace: ip -batch -\nnetns add pw-");
     expect(r.stdout).toContain("link add pw0 type veth peer name pw1\n");
     expect(r.stdout).toContain("table inet proxywall {");
-    expect(r.stdout).toContain("# teardown, proxywall's own namespace: ip -force -batch -\nnetns del pw-");
+    expect(r.stdout).toContain("# teardown, proxywall's own namespace: in-process, as ip netns del does (umount, unlink)\nnetns del pw-");
     expect(hostSnapshot()).toEqual(before);
   });
 });

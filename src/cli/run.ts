@@ -12,7 +12,7 @@ import { AddressPortOption, intOption, validate, type CliData } from "./argv.ts"
 import { EXIT, ExitError, usageError } from "../exit-codes.ts";
 import { FenceOptions, fenceArgs, fenceInput, WatchOptions, watchArgs, watchInput } from "./fence-options.ts";
 import { policyArgs, policyFrom } from "./policy-options.ts";
-import { DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_CLIENTS, DEFAULT_PROXY_PORT } from "../proxy/http-proxy.ts";
+import { DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_CLIENTS, DEFAULT_PROXY_PORT } from "../proxy/defaults.ts";
 import { watchRules } from "../plan/sandbox-plan.ts";
 import { missingSandboxCaps } from "../sys/capabilities.ts";
 import { parseFamilies } from "../sys/seccomp.ts";

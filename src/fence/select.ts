@@ -18,10 +18,14 @@
 //   iptables-legacy-restore + ip6tables-legacy-restore, at once   5-8 ms
 //   iptables-restore + ip6tables-restore of iptables-nft 1.8.9    45-85 ms (its own cache and
 //     compat translation; at once or one after the other alike)
-// So: nft when it holds every wanted feature; else the legacy x_tables tools where the kernel has
-// legacy ip_tables (the xt NFQUEUE target works there when nft has no queue); else the system's
-// iptables-restore (usually iptables-nft). Where none holds everything, the one that lacks least,
-// so a missing log, queue or conntrack module never costs the rejects.
+// And the check-only runs themselves: `iptables-legacy-restore -t` of both families 5-10 ms; `nft -c`
+// 15-30 ms where a wanted expression is missing (the kernel tries to load its module, nft_queue
+// here, through modprobe first), which a run would wait for before installing anything.
+// So: the legacy x_tables tools where the kernel has legacy ip_tables and they hold every wanted
+// feature (the xt NFQUEUE target works there when nft has no queue), and then nft is not asked;
+// else nft; else the system's iptables-restore (usually iptables-nft). Where none holds
+// everything, the one that lacks least (the first of equals, in that order), so a missing log,
+// queue or conntrack module never costs the rejects. doctor asks them all, in the same order.
 import { existsSync, realpathSync } from "node:fs";
 import { diag } from "../diag.ts";
 import type { Features, LogTarget } from "../plan/ruleset.ts";
@@ -115,12 +119,8 @@ const real = (p: string | undefined) => {
 /** The tools to ask, in order of preference (see the table at the top). */
 export function candidates(asked: Backend | undefined): Candidate[] {
   const out: Candidate[] = [];
-  if (asked !== "iptables") {
-    const nft = findTool("nft");
-    out.push({ flavour: "nft", backend: "nft", label: "nft", tools: nft ? { nft } : null, absent: nft ? null : `nft not found on PATH or in /usr/sbin, /sbin, /usr/bin, /bin: install ${PACKAGE.nft}` });
-  }
+  const legacy = pair("iptables-legacy-restore", "ip6tables-legacy-restore");
   if (asked !== "nft") {
-    const legacy = pair("iptables-legacy-restore", "ip6tables-legacy-restore");
     const kernel = existsSync("/proc/net/ip_tables_names") && existsSync("/proc/net/ip6_tables_names");
     out.push({
       flavour: "iptables-legacy",
@@ -133,6 +133,12 @@ export function candidates(asked: Backend | undefined): Candidate[] {
           ? "the kernel has no legacy x_tables (/proc/net/ip_tables_names or ip6_tables_names is absent: ip_tables and ip6_tables are not loaded or not built)"
           : null,
     });
+  }
+  if (asked !== "iptables") {
+    const nft = findTool("nft");
+    out.push({ flavour: "nft", backend: "nft", label: "nft", tools: nft ? { nft } : null, absent: nft ? null : `nft not found on PATH or in /usr/sbin, /sbin, /usr/bin, /bin: install ${PACKAGE.nft}` });
+  }
+  if (asked !== "nft") {
     const system = pair("iptables-restore", "ip6tables-restore");
     // The system's tools may be the legacy ones themselves (no -legacy names on older systems).
     const same = system.tools && legacy.tools && real(system.tools["iptables-restore"]) === real(legacy.tools["iptables-restore"]);
@@ -192,16 +198,21 @@ function complete(p: Probed, wants: FenceWants): boolean {
 }
 
 /**
- * Asks the candidates (check-only), the fast ones together; the system's iptables-restore only
- * when neither nft nor the legacy tools hold everything (or with `all`, for doctor's report).
+ * Asks the candidates (check-only) in order until one holds everything; with `all` (doctor's
+ * report), every one of them at once.
  */
 export async function probeFence(wants: FenceWants, all = false): Promise<Probed[]> {
   const probes = probeRules(wants);
   const list = candidates(wants.backend);
-  const first = list.filter((c) => c.flavour !== "iptables");
-  const probed = await Promise.all(first.map((c) => probeOne(c, probes)));
-  const rest = list.filter((c) => c.flavour === "iptables");
-  if (all || !probed.some((p) => complete(p, wants))) probed.push(...(await Promise.all(rest.map((c) => probeOne(c, probes)))));
+  if (all) return Promise.all(list.map((c) => probeOne(c, probes)));
+  // One after another, in order, until one holds everything: nft's check costs most where it
+  // lacks something (see the top), and is not needed where the legacy tools hold it all.
+  const probed: Probed[] = [];
+  for (const c of list) {
+    const p = await probeOne(c, probes);
+    probed.push(p);
+    if (complete(p, wants)) break;
+  }
   return probed;
 }
 

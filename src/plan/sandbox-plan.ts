@@ -162,6 +162,6 @@ export function renderPlan(plan: SandboxPlan): string {
   out.push(`# the proxy listens inside ${plan.names.netns} on ${plan.door.map((d) => (d.host.includes(":") ? `[${d.host}]:${d.port}` : `${d.host}:${d.port}`)).join(" and ")}; it connects out from proxywall's own namespace`);
   out.push(`# CMD runs inside ${plan.names.netns} with HTTP_PROXY=HTTPS_PROXY=ALL_PROXY=GRPC_PROXY=${plan.proxyUrl}`);
   out.push(`#   NO_PROXY=localhost,127.0.0.1,::1 NODE_USE_ENV_PROXY=1`, "");
-  out.push(`# teardown, proxywall's own namespace: ip -force -batch -`, ...plan.teardownBatch);
+  out.push(`# teardown, proxywall's own namespace: in-process, as ip netns del does (umount, unlink)`, ...plan.teardownBatch);
   return out.join("\n") + "\n";
 }

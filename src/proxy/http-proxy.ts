@@ -28,8 +28,8 @@ import type { ProxyConnect } from "../events/schema.ts";
 import { inNetns } from "../sys/netns.ts";
 import { Connection, type Admit, type ConnectionOptions } from "./connection.ts";
 import { hostPort } from "./refusals.ts";
+import { DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_CLIENTS } from "./defaults.ts";
 
-export const DEFAULT_PROXY_PORT = 3128;
 
 export interface ProxyOptions {
   /** Addresses to listen on (the sandbox's loopback: one IPv4 and one IPv6); port 0 picks one. */
@@ -50,8 +50,6 @@ export interface ProxyOptions {
   maxClients?: number;
 }
 
-export const DEFAULT_IDLE_TIMEOUT_S = 300;
-export const DEFAULT_MAX_CLIENTS = 256;
 
 export interface ProxyHandle {
   /** The port each `listen` entry got, in the same order. */

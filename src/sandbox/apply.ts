@@ -1,7 +1,7 @@
 // Applying a sandbox plan to the system, and undoing it. The thin side-effect layer: every
 // decision was made in the plan; this runs ip and reports what failed. The fence: src/fence/.
 import { existsSync } from "node:fs";
-import { inNetns, netnsPath } from "../sys/netns.ts";
+import { deleteNetns, inNetns, netnsPath } from "../sys/netns.ts";
 import { findTool, startTool, type ToolResult } from "../sys/tools.ts";
 import { pidsInNetns, statFields } from "../sys/procfs.ts";
 import { statusNsPid } from "../monitor/process-info.ts";
@@ -49,7 +49,16 @@ export async function removeSandbox(netns: string, teardown: readonly string[]):
     if (performance.now() > deadline) break;
     await Bun.sleep(5);
   }
-  await ipBatch(teardown, { force: true }).catch(() => null);
+  // The teardown lines are `netns del NAME`: done in-process as ip does it; ip itself where that fails.
+  for (const line of teardown) {
+    const name = /^netns del (\S+)$/.exec(line)?.[1];
+    try {
+      if (!name) throw new Error(`not a netns del: ${line}`);
+      deleteNetns(name);
+    } catch {
+      await ipBatch([line], { force: true }).catch(() => null);
+    }
+  }
   const killed = [...ended].filter((pid) => !inits.has(pid)).length;
   return { killed, left: existsSync(netnsPath(netns)) ? [`namespace ${netns}`] : [] };
 }

@@ -186,7 +186,8 @@ export class CmdRun {
     // The init itself was ended (teardown after a signal to proxywall during setup, an OOM kill).
     const sc = init.signalCode as NodeJS.Signals | number | null;
     const sig = typeof sc === "number" ? (Object.entries(constants.signals).find(([, n]) => n === sc)?.[0] ?? null) : sc;
-    if (!this.cmdRunning) diag.error(`CMD's init ended before CMD started (${sig ?? `exit ${init.exitCode}`})`);
+    // Before go, teardown ended it (setup failed, and said why): nothing more to say.
+    if (!this.cmdRunning && this.released) diag.error(`CMD's init ended before CMD started (${sig ?? `exit ${init.exitCode}`})`);
     return { code: sig ? signalExit(sig) : (init.exitCode ?? 1), exit: sig ? null : init.exitCode, signal: sig };
   }
 }

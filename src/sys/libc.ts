@@ -41,6 +41,7 @@ function load() {
     // the same registers as fixed arguments.
     unshare: { args: [i32], returns: i32 },
     mount: { args: [ptr, ptr, ptr, u64, ptr], returns: i32 },
+    umount2: { args: [ptr, i32], returns: i32 },
     prctl: { args: [i32, u64, u64, u64, u64], returns: i32 },
     capget: { args: [ptr, ptr], returns: i32 },
     capset: { args: [ptr, ptr], returns: i32 },
