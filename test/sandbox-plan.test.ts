@@ -90,7 +90,7 @@ describe("renderPlan: the dry run shows every command with what it is fed, in or
   test("sections in the order a run applies them", () => {
     const heads = text.split("\n").filter((l) => l.startsWith("# "));
     expect(heads).toEqual([
-      "# proxywall's own namespace: ip -batch -",
+      "# proxywall's own namespace: in-process, as ip netns add does (mount, unshare, bind mount)",
       "# inside pw-abcd1234: ip -batch -",
       "# inside pw-abcd1234: nft -f /proc/self/fd/0, fed:",
       "# the proxy listens inside pw-abcd1234 on 127.0.0.1:3128 and [::1]:3128; it connects out from proxywall's own namespace",
@@ -108,7 +108,7 @@ describe("renderPlan: the dry run shows every command with what it is fed, in or
       const end = lines.findIndex((l, i) => i > at && (l === "" || l.startsWith("# ")));
       return lines.slice(at + 1, end < 0 ? undefined : end);
     };
-    expect(section("# proxywall's own namespace: ip -batch -")).toEqual(plan.hostBatch);
+    expect(section("# proxywall's own namespace: in-process, as ip netns add does (mount, unshare, bind mount)")).toEqual(plan.hostBatch);
     expect(section("# inside pw-abcd1234: ip -batch -")).toEqual(plan.sandboxBatch);
     expect(section("# teardown, proxywall's own namespace: in-process, as ip netns del does (umount, unlink)")).toEqual(plan.teardownBatch);
     expect(text).toContain(plan.fence[0]!.text.trimEnd());

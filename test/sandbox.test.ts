@@ -423,7 +423,7 @@ describePrivileged("proxywall run (real namespaces and rules)", () => {
     const before = hostSnapshot();
     const r = await proxywall(["run", ...TEST_ARGS, "--dry-run", "--", "true"]);
     expect(r.code).toBe(0);
-    expect(r.stdout).toContain("# proxywall's own namespace: ip -batch -\nnetns add pw-");
+    expect(r.stdout).toContain("# proxywall's own namespace: in-process, as ip netns add does (mount, unshare, bind mount)\nnetns add pw-");
     expect(r.stdout).toContain("link add pw0 type veth peer name pw1\n");
     expect(r.stdout).toContain("table inet proxywall {");
     expect(r.stdout).toContain("# teardown, proxywall's own namespace: in-process, as ip netns del does (umount, unlink)\nnetns del pw-");

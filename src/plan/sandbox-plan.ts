@@ -152,7 +152,7 @@ export function proxyEnv(base: Record<string, string | undefined>, proxyUrl: str
 /** The plan as text: every command in order, with the text it is fed. */
 export function renderPlan(plan: SandboxPlan): string {
   const out: string[] = [];
-  out.push(`# proxywall's own namespace: ip -batch -`, ...plan.hostBatch, "");
+  out.push(`# proxywall's own namespace: in-process, as ip netns add does (mount, unshare, bind mount)`, ...plan.hostBatch, "");
   out.push(`# inside ${plan.names.netns}: ip -batch -`, ...plan.sandboxBatch, "");
   for (const step of plan.fence) {
     const args = step.args.map((a) => (a === "{file}" ? "FILE" : a)).join(" ");

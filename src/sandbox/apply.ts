@@ -41,9 +41,11 @@ export async function removeSandbox(netns: string, teardown: readonly string[]):
     if (pids.length === 0) break;
     for (const pid of pids) {
       if (!ended.has(pid) && statusNsPid(pid) === 1 && pid !== 1) inits.add(pid);
+      // Counted when found: ending an init ends its PID namespace, so the kernel may end the
+      // others before this loop reaches them (then kill() says ESRCH).
+      ended.add(pid);
       try {
         process.kill(pid, "SIGKILL");
-        ended.add(pid);
       } catch {}
     }
     if (performance.now() > deadline) break;

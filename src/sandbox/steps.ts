@@ -7,7 +7,7 @@ import { Watch } from "../monitor/watch.ts";
 import { DOOR, type SandboxNames } from "../plan/addresses.ts";
 import { HOLD_QUEUE } from "../plan/ruleset.ts";
 import { planInside, planNamespace, planTeardown } from "../plan/sandbox-plan.ts";
-import { inNetns, netnsPath } from "../sys/netns.ts";
+import { createNetns, inNetns, netnsPath } from "../sys/netns.ts";
 import { ipBatch, removeSandbox, SetupError } from "./apply.ts";
 import { collectGarbage } from "./gc.ts";
 import type { Setup } from "./setup.ts";
@@ -62,12 +62,27 @@ export async function makeNamespace(s: Setup, names: SandboxNames): Promise<{ ip
     if (killed > 0) diag.info(`ended ${killed} process${killed === 1 ? "" : "es"} CMD left running in the sandbox`);
     return left;
   });
-  const r = await ipBatch(planNamespace(names));
-  if (r.code !== 0) throw new SetupError(toolError("creating the network namespace (ip -batch)", r));
+  await applyNamespace(planNamespace(names));
   const ipv6 = enableIpv6(s, names.netns);
   const inside = await ipBatch(planInside(names, ipv6), { netns: names.netns });
   if (inside.code !== 0) throw new SetupError(toolError(`configuring ${names.netns} (ip -batch)`, inside));
   return { ipv6 };
+}
+
+/** The `netns add NAME` lines, in-process as ip does them; ip itself (and its own words) where that fails. */
+async function applyNamespace(lines: readonly string[]): Promise<void> {
+  for (const line of lines) {
+    const name = /^netns add (\S+)$/.exec(line)?.[1];
+    try {
+      if (!name) throw new Error(`not a netns add: ${line}`);
+      createNetns(name);
+      continue;
+    } catch (e) {
+      diag.debug(`netns add in-process: ${(e as Error).message}; asking ip`);
+    }
+    const r = await ipBatch([line]);
+    if (r.code !== 0) throw new SetupError(toolError("creating the network namespace (ip -batch)", r));
+  }
 }
 
 const DISABLE_IPV6 = ["all", "default"].map((c) => `/proc/sys/net/ipv6/conf/${c}/disable_ipv6`);

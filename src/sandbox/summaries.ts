@@ -32,8 +32,8 @@ export async function startSummaries(s: Setup, watch: Watch, fence: { steps: rea
   const check = fence ? await FenceCheck.start(fence.nsPath, fence.backend, fence.steps) : null;
   if (check?.problem) s.degrade("fence", check.problem, "see proxywall doctor, and report this as a bug", "the fence as installed; changes to it during the run are still reported");
   const summarize = async (final: boolean): Promise<boolean> => {
-    if (final) await watch.drain();
-    const f = check ? await check.check() : null;
+    // The kernel's counters and the watch's last reports are read at once: neither waits on the other.
+    const [f] = await Promise.all([check ? check.check() : null, final ? watch.drain() : null]);
     if (f?.news) {
       if (check!.changedAt !== null) watch.fenceChanged();
       s.degrade("fence", f.news, FIX, STILL);
