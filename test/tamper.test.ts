@@ -39,14 +39,18 @@ describePrivileged("a fence changed during the run", () => {
     target?.remove();
   });
 
-  /** CMD: joins the target namespace through pw1, runs `tamper`, waits for a summary to see it, connects directly. */
+  /**
+   * CMD: joins the target namespace through pw1, runs `tamper`, waits for a summary to see it,
+   * connects directly. curl's error stays off stderr: the event lines go there too, and a line
+   * longer than a pipe's atomic write (this CMD's command line is long) can be cut by it.
+   */
   async function tamperedRun(tamper: string, extra: string[] = []) {
     const script = `${TOOLS}
       ip link set pw1 netns ${target.name}
       nsenter --net=${target.path} sh -ec 'ip addr add 10.200.0.1/30 dev pw1; ip link set pw1 up'
       ${tamper}
       sleep 1.6
-      curl -sS --noproxy '*' -m 3 http://10.200.0.1:${port}/ && echo CONNECTED
+      curl -sS --noproxy '*' -m 3 http://10.200.0.1:${port}/ 2>/dev/null && echo CONNECTED
       true`;
     // --keep-caps: CMD keeps CAP_NET_ADMIN, so it can change the fence.
     const r = await proxywall(["run", ...TEST_ARGS, "--keep-caps", "--summary-interval", "1", ...extra, "--", "sh", "-c", script], { timeoutMs: 40_000 });
