@@ -12,6 +12,7 @@ import { ipv4ToInt, ipv6Groups, formatIPv6 } from "../net/ip-address.ts";
 import { EINTR, errnoName } from "../sys/errno.ts";
 import { be16, NETLINK_NETFILTER, NfnlMessage, NLM_F_REQUEST, NLMSG_ERROR, nfnlAttributes, nlmsgErrno, splitMessages } from "./netlink-codec.ts";
 import { closeFd, openNetlinkSocket, recvNow, sendRaw } from "./netlink-socket.ts";
+import { AF_INET, AF_INET6 } from "../sys/socket-abi.ts";
 
 const NFNL_SUBSYS_CTNETLINK = 1;
 const IPCTNL_MSG_CT_GET = 1;
@@ -27,8 +28,6 @@ const CTA_PROTO_NUM = 1;
 const CTA_PROTO_SRC_PORT = 2;
 const CTA_PROTO_DST_PORT = 3;
 const NLA_F_NESTED = 0x8000;
-const AF_INET = 2;
-const AF_INET6 = 10;
 
 export interface Endpoint {
   addr: string;

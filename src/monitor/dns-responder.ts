@@ -11,15 +11,10 @@ import { EAGAIN, EINTR, errnoName } from "../sys/errno.ts";
 import { errno, libc } from "../sys/libc.ts";
 import { inNetns } from "../sys/netns.ts";
 import { NetlinkError } from "./netlink-codec.ts";
+import { AF_INET, AF_INET6, MSG_DONTWAIT, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK } from "../sys/socket-abi.ts";
 
-const AF_INET = 2;
-const AF_INET6 = 10;
-const SOCK_DGRAM = 2;
-const SOCK_NONBLOCK = 0o4000;
-const SOCK_CLOEXEC = 0o2000000;
 const IPPROTO_IPV6 = 41;
 const IPV6_V6ONLY = 26;
-const MSG_DONTWAIT = 0x40;
 
 export interface ResponderSocket {
   fd: number;

@@ -13,16 +13,13 @@ import { EINTR, ENOBUFS, EPERM, errnoName } from "../sys/errno.ts";
 import { errno, libc } from "../sys/libc.ts";
 import { inNetns } from "../sys/netns.ts";
 import { AF_NETLINK, ackOf, checkInt, NETLINK_NETFILTER, NetlinkError } from "./netlink-codec.ts";
+import { MSG_DONTWAIT, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW } from "../sys/socket-abi.ts";
 
-const SOCK_RAW = 3;
-const SOCK_NONBLOCK = 0o4000;
-const SOCK_CLOEXEC = 0o2000000;
 const SOL_SOCKET = 1;
 const SO_RCVBUF = 8;
 const SO_RCVBUFFORCE = 33;
 const SOL_NETLINK = 270;
 const NETLINK_CAP_ACK = 10;
-const MSG_DONTWAIT = 0x40;
 
 /** sockaddr_nl addressed to the kernel (nl_pid 0, no groups). */
 const KERNEL_ADDR = new Uint8Array(12);

@@ -4,6 +4,7 @@
 import { errnoName } from "../sys/errno.ts";
 import { errno, libc } from "../sys/libc.ts";
 import { inNetns } from "../sys/netns.ts";
+import { AF_INET, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_STREAM } from "../sys/socket-abi.ts";
 
 /** TEST-NET-3 (RFC 5737): never routed, and the fence rejects it before it leaves. */
 export const PROBE_ADDR = "203.0.113.1";
@@ -13,11 +14,6 @@ export function isProbe(key: { dstAddr: string; dstPort: number }): boolean {
   return key.dstAddr === PROBE_ADDR && key.dstPort === PROBE_PORT;
 }
 
-const AF_INET = 2;
-const SOCK_STREAM = 1;
-const SOCK_DGRAM = 2;
-const SOCK_NONBLOCK = 0o4000;
-const SOCK_CLOEXEC = 0o2000000;
 
 function sockaddrIn(addr: string, port: number): Uint8Array {
   const b = new Uint8Array(16);

@@ -15,11 +15,10 @@ import { ipv4ToInt, ipv6Groups } from "../net/ip-address.ts";
 import { EINTR, ENOENT, errnoName } from "../sys/errno.ts";
 import { NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN } from "./netlink-codec.ts";
 import { closeFd, openNetlinkSocket, recvNow, sendRaw } from "./netlink-socket.ts";
+import { AF_INET, AF_INET6 } from "../sys/socket-abi.ts";
 
 const NETLINK_SOCK_DIAG = 4;
 const SOCK_DIAG_BY_FAMILY = 20;
-const AF_INET = 2;
-const AF_INET6 = 10;
 const IPPROTO_TCP = 6;
 const IPPROTO_UDP = 17;
 const IPPROTO_UDPLITE = 136;
