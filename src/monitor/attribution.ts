@@ -38,6 +38,12 @@ export class Attributor {
     nsPath: string,
     private readonly cmdPid: () => number | null,
     private readonly ownAddrs: ReadonlySet<string> | null = null,
+    /**
+     * Whether lookups share the flood budget below. The watch's do: a held SYN's verdict must not
+     * wait behind a flood of lookups. The proxy's do not: each is one request already accepted and
+     * waiting for its admission, and the budget cost bursts of requests their process.
+     */
+    private readonly capped = true,
   ) {
     this.procs = new NamespaceProcesses(nsPath);
     // The first scan stats every pid on the host; do it now, not while a SYN is held.
@@ -107,7 +113,7 @@ export class Attributor {
       this.windowStart = t0;
       this.spent = 0;
     }
-    if (this.spent > BUDGET_MS) {
+    if (this.capped && this.spent > BUDGET_MS) {
       return { resolved: false, why: "not looked up: attempts came faster than proxywall attributes them (a flood); bypass_totals still counts every one" };
     }
     try {

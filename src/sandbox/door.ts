@@ -27,7 +27,7 @@ export async function openDoor(s: Setup, plan: SandboxPlan, loading: ReturnType<
       let attributor: InstanceType<typeof Attributor> | null = null;
       s.onTeardown("proxy attribution", () => attributor?.close());
       const whoAsks = (c: ClientEnds) => {
-        attributor ??= new Attributor(netns, () => s.cmdPid);
+        attributor ??= new Attributor(netns, () => s.cmdPid, null, false);
         const family = c.addr.includes(":") ? "ipv6" : "ipv4";
         return attributor.attribute({ proto: "tcp", family, srcAddr: c.addr, srcPort: c.port, dstAddr: c.local.addr, dstPort: c.local.port }, true);
       };
