@@ -5,7 +5,7 @@
 // once, the last name's matches) never answers for another request.
 import { describe, expect, test } from "bun:test";
 import { decideResolved, decideTarget, loadPolicy, normaliseHost, type Policy, type Verdict } from "../src/policy/index.ts";
-import { addrFacts, cidrContains, parseIP } from "../src/policy/address.ts";
+import { addrFacts, cidrContains, factsIP, formatIP, parseIP } from "../src/policy/address.ts";
 import { formatRule, parseRule, portsMatch, type ParsedRule } from "../src/policy/rules.ts";
 import { mulberry32 } from "./support/prng.ts";
 
@@ -162,6 +162,57 @@ describe("the fast path for plain names agrees with the URL parser's", () => {
       const want = viaUrl(host);
       expect({ host, got: "error" in got ? { error: true } : got }).toEqual({ host, got: want });
     }
+  });
+});
+
+describe("the address parser agrees with Node's URL parser", () => {
+  /**
+   * The canonical text of each address by Node's URL parser (the WHATWG reference for http URLs),
+   * or null. Node, not Bun: Bun's URL takes a trailing ":" ("1::2:") and its net.isIPv6 refuses an
+   * IPv4 tail after other groups ("1:0::2:1.2.3.4"). `strict`: a dotted quad only as parseIP takes
+   * it (addrFacts also reads octal, hex and shorter forms, through normaliseHost).
+   */
+  function viaNodeUrl(texts: string[]): { strict: string | null; any: string | null }[] {
+    const script = `
+      const quad = /^(?:(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)\\.){3}(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)$/;
+      const host = (t) => { try { return new URL(t.includes(":") ? "http://[" + t + "]/" : "http://" + t + "/").hostname; } catch { return null; } };
+      const texts = JSON.parse(require("fs").readFileSync(0, "utf8"));
+      console.log(JSON.stringify(texts.map((t) => {
+        const h = host(t);
+        if (t.includes(":")) return { strict: h && h.slice(1, -1), any: h && h.slice(1, -1) };
+        return { strict: quad.test(t) ? t : null, any: h !== null && quad.test(h) ? h : null };
+      })));`;
+    const p = Bun.spawnSync(["node", "-e", script], { stdin: Buffer.from(JSON.stringify(texts)), stdout: "pipe", stderr: "pipe" });
+    if (p.exitCode !== 0) throw new Error(`node: ${p.stderr.toString()}`);
+    return JSON.parse(p.stdout.toString());
+  }
+  /** The URL's canonical text writes an IPv4 tail in hex ("::ffff:102:304"), formatIP mapped ones dotted. */
+  const canonical = (t: string | null) => (t === null ? null : t.includes(":") ? formatIP(parseIP(t)!) : t);
+
+  test("random dotted quads and IPv6 texts (compressed, with IPv4 tails, malformed)", () => {
+    const rnd = mulberry32(0x1b6e);
+    const int = (n: number) => Math.floor(rnd() * n);
+    const part = () => [String(int(300)), `0${int(10)}`, "00", String(int(10)), "", "1234", "x"][int(rnd() < 0.8 ? 4 : 7)]!;
+    const group = () => [int(0x10000).toString(16), int(16).toString(16), "0", "00000", "", "g1", "ABCD"][int(rnd() < 0.8 ? 3 : 7)]!;
+    const texts: string[] = [];
+    for (let i = 0; i < 30_000; i++) {
+      if (rnd() < 0.4) texts.push(Array.from({ length: rnd() < 0.9 ? 4 : 2 + int(4) }, part).join("."));
+      else {
+        const n = rnd() < 0.3 ? 8 : int(9);
+        const groups = Array.from({ length: n }, group);
+        if (rnd() < 0.7) groups.splice(int(n + 1), 0, "");
+        if (rnd() < 0.2) groups.push(Array.from({ length: 4 }, part).join("."));
+        texts.push(groups.join(":"));
+      }
+    }
+    const want = viaNodeUrl(texts);
+    let valid = 0;
+    texts.forEach((text, i) => {
+      const [ip, facts] = [parseIP(text), addrFacts(text)];
+      if (want[i]!.strict !== null) valid++;
+      expect({ text, got: ip && formatIP(ip), facts: facts && formatIP(factsIP(facts)) }).toEqual({ text, got: canonical(want[i]!.strict), facts: canonical(want[i]!.any) });
+    });
+    expect(valid).toBeGreaterThan(3000);
   });
 });
 

@@ -19,33 +19,21 @@ const URL_SAFE = /^[A-Za-z0-9._\-\u0080-\u{10ffff}]+$/u;
 /** The WHATWG "ends in a number" test: the last label (a trailing dot aside) is digits or 0x-hex. */
 const NUMERIC_LAST_LABEL = /(?:^|\.)(?:\d+|0[xX][0-9a-fA-F]*)\.?$/;
 
-const PLAIN_YES = 1;
-const PLAIN_NO = 0;
-const PLAIN_BAD_LABEL = -1;
-
-/** Labels of 1-63 lower-case ASCII letters, digits, "-" or "_", one trailing dot allowed. */
-const PLAIN = /^(?:[a-z0-9_-]{1,63}\.)*[a-z0-9_-]{1,63}\.?$/;
-const PLAIN_CHARS = /^[a-z0-9_.-]*$/;
-/** A last label that is numeric in the WHATWG sense: all digits, or 0x and hex digits. */
-const NUMERIC_LABEL = /^(?:[0-9]*|0x[0-9a-f]*)$/;
-
 /**
- * PLAIN_YES for lower-case ASCII letters, digits, "-", "_" in labels of 1-63 characters (one
- * trailing dot allowed) whose last label is not numeric in the WHATWG sense (all digits, or 0x
- * and hex digits; an empty one counts); PLAIN_BAD_LABEL for such text with an empty or over-long
- * label; else PLAIN_NO (the URL parser decides). This runs for every request, and proxywall runs
- * without JavaScriptCore's optimizing tiers, where a loop over characters costs about 20 ns a
- * character: regular expressions (compiled to machine code either way) and native string methods do it.
+ * The common host, decided with one regular expression: lower-case ASCII letters, digits, "-" and
+ * "_" in labels of 1-63 characters (one trailing dot allowed) whose last label is not numeric in
+ * the WHATWG sense (all digits, or 0x and hex digits: those make the host an IPv4 address). This
+ * runs for every request, and proxywall runs without JavaScriptCore's optimizing tiers, where a
+ * loop over characters costs about 20 ns a character: a regular expression is compiled to machine
+ * code either way. Everything else (upper case, IDN, numeric spellings, bad labels) goes the long way.
  */
-function plainName(host: string): number {
-  const n = host.charCodeAt(host.length - 1) === 46 ? host.length - 1 : host.length;
-  const plain = PLAIN.test(host);
-  if (!plain && !PLAIN_CHARS.test(host)) return PLAIN_NO;
-  // The last label: numeric makes the host an IPv4 address (a digit starts every numeric one).
-  const start = n === 0 ? 0 : host.lastIndexOf(".", n - 1) + 1;
-  const c = host.charCodeAt(start);
-  if (start === n || (c >= 48 && c <= 57 && NUMERIC_LABEL.test(host.slice(start, n)))) return PLAIN_NO;
-  return plain && n <= MAX_NAME ? PLAIN_YES : PLAIN_BAD_LABEL;
+const PLAIN_NAME = /^(?:[a-z0-9_-]{1,63}\.)*(?![0-9]*\.?$|0x[0-9a-f]*\.?$)[a-z0-9_-]{1,63}\.?$/;
+
+/** The name when the host is the common case (PLAIN_NAME, at most MAX_NAME long), else null: normaliseHost decides. */
+export function plainName(host: string): string | null {
+  if (host.length > MAX_NAME + 1 || !PLAIN_NAME.test(host)) return null;
+  const name = host.charCodeAt(host.length - 1) === 46 ? host.slice(0, -1) : host;
+  return name.length <= MAX_NAME ? name : null;
 }
 
 function fromIPv6Text(text: string): NormalisedHost {
@@ -70,17 +58,15 @@ function checkLabels(name: string): string | null {
  * URL parser refuses) -> error. IPv6 may come with or without brackets; a zone id is refused.
  */
 export function normaliseHost(host: string): NormalisedHost {
-  if (host.length === 0) return { error: "empty host" };
   if (host.length > MAX_NAME + 2) return { error: `host longer than ${MAX_NAME} characters` };
+  const plain = plainName(host);
+  if (plain !== null) return { name: plain };
+  if (host.length === 0) return { error: "empty host" };
   if (host.charCodeAt(0) === 91 /* [ */) {
     if (!host.endsWith("]")) return { error: `${host}: unbalanced [` };
     return fromIPv6Text(host.slice(1, -1));
   }
   if (host.includes(":")) return fromIPv6Text(host);
-  // The common case, a plain lower-case name that is not numeric, is decided without a URL parse.
-  const plain = plainName(host);
-  if (plain === PLAIN_BAD_LABEL) return { error: checkLabels(host.endsWith(".") ? host.slice(0, -1) : host) ?? `bad label in ${host}` };
-  if (plain === PLAIN_YES) return { name: host.charCodeAt(host.length - 1) === 46 ? host.slice(0, -1) : host };
   if (parseDottedQuad(host) >= 0) return { addr: host };
   if (!URL_SAFE.test(host)) {
     return { error: `${JSON.stringify(host)} is not a host name or address` };
@@ -100,26 +86,24 @@ export function normaliseHost(host: string): NormalisedHost {
 
 /** A fast parse of a dotted quad (as `isIPv4` accepts it) to a number, or -1. */
 function parseDottedQuad(text: string): number {
+  const len = text.length;
+  if (len < 7 || len > 15) return -1;
   let n = 0;
   let part = -1;
   let dots = 0;
-  let digits = 0;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 46 /* . */) {
-      if (part < 0 || dots === 3) return -1;
+  for (let i = 0; i < len; i++) {
+    const d = text.charCodeAt(i) - 48;
+    if (d >= 0 && d <= 9) {
+      if (part === 0) return -1; // a leading zero
+      part = part < 0 ? d : part * 10 + d;
+      if (part > 255) return -1;
+    } else if (d === -2 /* . */ && part >= 0 && dots < 3) {
       n = n * 256 + part;
       part = -1;
-      digits = 0;
       dots++;
-    } else if (c >= 48 && c <= 57) {
-      if (digits > 0 && part === 0) return -1; // leading zero
-      part = part < 0 ? c - 48 : part * 10 + (c - 48);
-      if (part > 255 || ++digits > 3) return -1;
     } else return -1;
   }
-  if (dots !== 3 || part < 0) return -1;
-  return n * 256 + part;
+  return dots === 3 && part >= 0 ? n * 256 + part : -1;
 }
 
 /** Canonical (or any valid) IP text -> numbers, or null when it is not an address. */
@@ -132,6 +116,8 @@ export function parseIP(text: string): IP | null {
 }
 
 const SCRATCH = new Uint16Array(8);
+/** ASCII code -> hex digit value, or -1. */
+const HEX = Int8Array.from({ length: 128 }, (_, c) => (c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1));
 
 /**
  * IPv6 text (full, "::"-compressed, with a dotted IPv4 tail; no brackets, no zone) -> eight groups
@@ -154,7 +140,7 @@ function parseIPv6Groups(text: string, out: Uint16Array): boolean {
     const start = i;
     while (i < len) {
       const c = text.charCodeAt(i);
-      const h = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : c >= 65 && c <= 70 ? c - 55 : -1;
+      const h = c < 128 ? HEX[c]! : -1;
       if (h < 0) break;
       value = value * 16 + h;
       digits++;

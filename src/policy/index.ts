@@ -1,7 +1,7 @@
 // What the proxy calls: load a policy once, decide each request before resolving (the name or the
 // literal address) and after (every address the name resolved to; the proxy connects only to an
 // address returned here, with no second lookup, so DNS rebinding cannot slip through).
-import { type AddrFacts, addrFacts, normaliseHost, readAddr } from "./address.ts";
+import { type AddrFacts, normaliseHost, plainName, readAddr } from "./address.ts";
 import type { Policy } from "./policy.ts";
 import { type Verdict, guardVerdict } from "./verdict.ts";
 
@@ -9,6 +9,12 @@ export { normaliseHost } from "./address.ts";
 export { loadPolicy } from "./load.ts";
 export { Policy } from "./policy.ts";
 export type { Mode, PolicyContext, PolicyOptions, Rule, Verdict } from "./policy.ts";
+
+// The address being decided, one after another: deciding is synchronous and keeps none of them.
+const FACTS: AddrFacts = { text: "", v: 4, n: 0, w0: 0, w1: 0, w2: 0, w3: 0, c4: -1, form: null };
+
+/** What decideResolved allows when it allows nothing (most requests a policy sees are refused). */
+const NONE: readonly string[] = Object.freeze([]);
 
 function badHost(why: string): Verdict {
   return guardVerdict(`guard: bad host: ${why}`);
@@ -27,15 +33,19 @@ export function decideTarget(
   port: number,
   exe: string | null,
 ): { kind: "address"; addr: string; verdict: Verdict } | { kind: "name"; name: string; verdict: Verdict | "resolve" } {
+  // The common case, a plain name, without the object normaliseHost returns.
+  const plain = plainName(host);
+  if (plain !== null) return nameTarget(p, plain, port, exe);
   const h = normaliseHost(host);
   if ("error" in h) return { kind: "name", name: host, verdict: badHost(h.error) };
-  if ("addr" in h) return { kind: "address", addr: h.addr, verdict: p.decideAddress(null, addrFacts(h.addr)!, port, exe) };
-  const name = h.name;
-  return { kind: "name", name, verdict: p.guardName(name) ?? p.decideBeforeResolving(name, port, exe) };
+  if ("name" in h) return nameTarget(p, h.name, port, exe);
+  readAddr(h.addr, FACTS);
+  return { kind: "address", addr: h.addr, verdict: p.decideAddress(null, FACTS, port, exe) };
 }
 
-// decideResolved's addresses, one after another: deciding is synchronous and keeps none of them.
-const FACTS: AddrFacts = { text: "", v: 4, n: 0, w0: 0, w1: 0, w2: 0, w3: 0, c4: -1, form: null };
+function nameTarget(p: Policy, name: string, port: number, exe: string | null): { kind: "name"; name: string; verdict: Verdict | "resolve" } {
+  return { kind: "name", name, verdict: p.guardName(name) ?? p.decideBeforeResolving(name, port, exe) };
+}
 
 /**
  * After resolving `name`: each address is decided on its own (guard, deny rules, allow rules by
@@ -43,14 +53,14 @@ const FACTS: AddrFacts = { text: "", v: 4, n: 0, w0: 0, w1: 0, w2: 0, w3: 0, c4:
  * is the first allowed address's (an "ok" one before a "would_deny" one), or when none is allowed
  * the first address's refusal.
  */
-export function decideResolved(p: Policy, name: string, addrs: string[], port: number, exe: string | null): { verdict: Verdict; allowed: string[] } {
-  const allowed: string[] = [];
-  if (addrs.length === 0) return { verdict: guardVerdict(`${name} resolved to no address`), allowed };
+export function decideResolved(p: Policy, name: string, addrs: readonly string[], port: number, exe: string | null): { verdict: Verdict; allowed: readonly string[] } {
+  if (addrs.length === 0) return { verdict: guardVerdict(`${name} resolved to no address`), allowed: NONE };
   const g = p.guardName(name);
-  if (g) return { verdict: g, allowed };
+  if (g) return { verdict: g, allowed: NONE };
   let ok: Verdict | null = null;
   let would: Verdict | null = null;
   let denied: Verdict | null = null;
+  let allowed: string[] | null = null;
   let wouldAddrs: string[] | null = null;
   const f = FACTS;
   for (let i = 0; i < addrs.length; i++) {
@@ -61,13 +71,13 @@ export function decideResolved(p: Policy, name: string, addrs: string[], port: n
     const v = p.decideAddress(name, f, port, exe);
     if (v.outcome === "ok") {
       ok ??= v;
-      allowed.push(f.text);
+      (allowed ??= []).push(f.text);
     } else if (v.outcome === "would_deny") {
       would ??= v;
       (wouldAddrs ??= []).push(f.text);
     } else denied ??= v;
   }
-  if (ok !== null) return { verdict: ok, allowed };
+  if (ok !== null) return { verdict: ok, allowed: allowed! };
   if (would !== null) return { verdict: would, allowed: wouldAddrs! };
-  return { verdict: denied!, allowed };
+  return { verdict: denied!, allowed: NONE };
 }

@@ -56,8 +56,15 @@ export class Policy {
       const deny = r.action === "deny";
       const label = `${r.action} ${r.text}${r.origin === null ? "" : ` (${r.origin})`}`;
       const h = r.host;
+      // Every field named, in one order: rules come from flags and files with their fields in
+      // different orders, and objects of one shape keep the hot path's property reads monomorphic.
       const indexed: IndexedRule = {
-        ...r,
+        action: r.action,
+        host: r.host,
+        ports: r.ports,
+        exe: r.exe,
+        text: r.text,
+        origin: r.origin,
         deny,
         verdict: deny ? refuseVerdict(mode, r.text, label) : allowVerdict(r.text, label),
         portRanges: portRanges(r),

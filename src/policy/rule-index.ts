@@ -1,6 +1,7 @@
-// The allow and deny rules indexed for the hot path: exact names and `*.suffix` wildcards in Maps
-// keyed by the name (both actions in one Map, so one walk over the name's labels answers for deny
-// and allow), CIDRs in one Map per prefix length per action. A rule carries what deciding
+// The allow and deny rules indexed for the hot path: exact names and `*.suffix` wildcards in
+// tables that compare the request's name in place (both actions in one table, so one walk over
+// the name's labels answers for deny and allow), CIDRs in one Map per prefix length per action,
+// each behind a bit filter that answers the common miss. A rule carries what deciding
 // needs, made once: its verdict, its ports as flat ranges, its executable globs compiled.
 import type { Cidr } from "./address.ts";
 import type { HostMatcher, PortSet } from "./rules.ts";
@@ -77,6 +78,28 @@ function v6Key(w0: number, w1: number, w2: number, w3: number, len: number): num
   return h ^ (h >>> 15);
 }
 
+/**
+ * One bit per 16-bit key, in front of a Map: most lookups miss (most addresses match no rule at
+ * most prefix lengths, most names no rule), and a bit says so in a few instructions, where a Map
+ * lookup costs 15-20 ns. Keys that pass are looked up in the Map, which has the last word.
+ */
+class Bits16 {
+  private readonly words = new Int32Array(2048);
+
+  set(key: number): void {
+    this.words[key >>> 5]! |= 1 << (key & 31);
+  }
+
+  has(key: number): boolean {
+    return (this.words[key >>> 5]! & (1 << (key & 31))) !== 0;
+  }
+}
+
+/** The filter bit of an IPv4 key: the masked address (int32) and its prefix length, mixed. */
+function v4Bit(masked: number, len: number): number {
+  return Math.imul(masked + len, 0x9e3779b1) >>> 16;
+}
+
 function insideV6(c: Cidr, w0: number, w1: number, w2: number, w3: number): boolean {
   const m = V6_MASKS[c.len]!;
   const cw = (c.ip as { w: readonly number[] }).w;
@@ -98,6 +121,8 @@ export class RuleIndex {
   private v4Lens: number[] = [];
   private readonly v6: Map<number, IndexedRule[]>[] = [];
   private v6Lens: number[] = [];
+  /** The low 16 bits of every key above (both families, every length). */
+  private readonly bits = new Bits16();
 
   add(r: IndexedRule): void {
     this.count++;
@@ -109,9 +134,12 @@ export class RuleIndex {
     const { ip, len } = r.cidr;
     if (ip.v === 4) {
       push((this.v4[len] ??= new Map()), ip.n | 0, r); // int32 keys, as matchV4 computes them
+      this.bits.set(v4Bit(ip.n | 0, len));
       if (!this.v4Lens.includes(len)) this.v4Lens = [...this.v4Lens, len].sort((a, b) => b - a);
     } else {
-      push((this.v6[len] ??= new Map()), v6Key(ip.w[0], ip.w[1], ip.w[2], ip.w[3], len), r);
+      const key = v6Key(ip.w[0], ip.w[1], ip.w[2], ip.w[3], len);
+      push((this.v6[len] ??= new Map()), key, r);
+      this.bits.set(key & 0xffff);
       if (!this.v6Lens.includes(len)) this.v6Lens = [...this.v6Lens, len].sort((a, b) => b - a);
     }
   }
@@ -122,7 +150,9 @@ export class RuleIndex {
     for (let i = 0; i < lens.length; i++) {
       const len = lens[i]!;
       if (len < minLen) break;
-      const list = this.v4[len]!.get(len === 0 ? 0 : n & (-1 << (32 - len)));
+      const masked = len === 0 ? 0 : n & (-1 << (32 - len));
+      if (!this.bits.has(v4Bit(masked, len))) continue;
+      const list = this.v4[len]!.get(masked);
       if (list !== undefined) {
         const r = firstTaking(list, port, exe);
         if (r !== null) return r;
@@ -137,7 +167,9 @@ export class RuleIndex {
     for (let i = 0; i < lens.length; i++) {
       const len = lens[i]!;
       if (len < minLen) break;
-      const list = this.v6[len]!.get(v6Key(w0, w1, w2, w3, len));
+      const key = v6Key(w0, w1, w2, w3, len);
+      if (!this.bits.has(key & 0xffff)) continue;
+      const list = this.v6[len]!.get(key);
       if (list === undefined) continue;
       for (let j = 0; j < list.length; j++) {
         const r = list[j]!;
@@ -148,38 +180,68 @@ export class RuleIndex {
   }
 }
 
+/** A name of a rule (exact, or a wildcard's suffix) and the rules that have it. */
+interface NameEntry {
+  text: string;
+  rules: IndexedRule[];
+}
+
 /**
- * A 65,536-bit filter of the length and first two characters of every key of a name Map. Most
- * lookups miss, and this says so without making a substring or hashing one: a Map lookup by a
- * substring of the name cost a sixth of a whole decision, and hashing the name character by
- * character in JavaScript costs about 20 ns a character without JavaScriptCore's optimizing tiers
- * (how proxywall runs). Keys that pass are looked up in the Map, which has the last word.
+ * Names under a 16-bit key of their length and four of their characters, so that a lookup neither
+ * makes a substring nor hashes one: the request's name is compared in place (a suffix with
+ * endsWith). A Map lookup by a substring of the name (what a plain Map of names needs for each
+ * suffix) cost a sixth of a whole decision, and hashing the name character by character in
+ * JavaScript costs about 20 ns a character without JavaScriptCore's optimizing tiers (how
+ * proxywall runs). A bit per key answers the common miss before the Map is asked.
  */
-class KeyFilter {
-  private readonly bits = new Int32Array(2048);
+class NameTable {
+  private readonly bits = new Bits16();
+  private readonly byKey = new Map<number, NameEntry[]>();
+  size = 0;
 
-  /** The filter's bit for the text of `s` from `start` on (NaN past the end counts as 0, alike for both). */
-  private static bit(s: string, start: number): number {
-    return (Math.imul(s.length - start, 0x9e3779b1) ^ (s.charCodeAt(start) << 8) ^ s.charCodeAt(start + 1)) & 0xffff;
+  /**
+   * The key of the text of `s` from `start` on: its length and four of its characters, the first
+   * two and those in the middle and near the end (names that share a prefix such as "api." or
+   * "www." differ there). NaN past the end counts as 0, alike for both sides.
+   */
+  private static key(s: string, start: number): number {
+    const len = s.length - start;
+    let h = Math.imul(len ^ (s.charCodeAt(start) << 8) ^ (s.charCodeAt(start + 1) << 16), 0x9e3779b1);
+    h = Math.imul(h ^ s.charCodeAt(start + (len >> 1)) ^ (s.charCodeAt(s.length - 5) << 8), 0x85ebca6b);
+    return (h ^ (h >>> 16)) & 0xffff;
   }
 
-  add(key: string): void {
-    const b = KeyFilter.bit(key, 0);
-    this.bits[b >>> 5]! |= 1 << (b & 31);
+  add(text: string, r: IndexedRule): void {
+    const k = NameTable.key(text, 0);
+    this.bits.set(k);
+    let list = this.byKey.get(k);
+    if (list === undefined) this.byKey.set(k, (list = []));
+    const e = list.find((x) => x.text === text);
+    if (e) e.rules.push(r);
+    else {
+      list.push({ text, rules: [r] });
+      this.size++;
+    }
   }
 
-  mayHold(s: string, start: number): boolean {
-    const b = KeyFilter.bit(s, start);
-    return (this.bits[b >>> 5]! & (1 << (b & 31))) !== 0;
+  /** The rules of the name that is `s` from `start` to its end, or undefined. */
+  get(s: string, start: number): IndexedRule[] | undefined {
+    const k = NameTable.key(s, start);
+    if (!this.bits.has(k)) return undefined;
+    const list = this.byKey.get(k)!;
+    const len = s.length - start;
+    for (let i = 0; i < list.length; i++) {
+      const e = list[i]!;
+      if (e.text.length === len && (start === 0 ? s === e.text : s.endsWith(e.text))) return e.rules;
+    }
+    return undefined;
   }
 }
 
 /** Exact-name and wildcard rules of both actions; `match` sets `deny` and `allow`. */
 export class NameIndex {
-  private readonly exact = new Map<string, IndexedRule[]>();
-  private readonly suffix = new Map<string, IndexedRule[]>();
-  private readonly exactFilter = new KeyFilter();
-  private readonly suffixFilter = new KeyFilter();
+  private readonly exact = new NameTable();
+  private readonly suffix = new NameTable();
   private size = 0;
   /** match's answer: the most specific deny and allow rules (exact, then the longest suffix). */
   deny: IndexedRule | null = null;
@@ -187,9 +249,7 @@ export class NameIndex {
 
   add(r: IndexedRule): void {
     this.size++;
-    const exact = r.host.kind === "name";
-    push(exact ? this.exact : this.suffix, r.nameText, r);
-    (exact ? this.exactFilter : this.suffixFilter).add(r.nameText);
+    (r.host.kind === "name" ? this.exact : this.suffix).add(r.nameText, r);
   }
 
   /**
@@ -200,16 +260,13 @@ export class NameIndex {
     this.deny = null;
     this.allow = null;
     if (this.size === 0) return;
-    if (this.exactFilter.mayHold(name, 0)) {
-      const exact = this.exact.get(name);
-      if (exact !== undefined) this.take(exact, port, exe);
-    }
+    const exact = this.exact.get(name, 0);
+    if (exact !== undefined) this.take(exact, port, exe);
     if (this.suffix.size === 0) return;
     // Longest first: the suffix after each dot but the last (a wildcard over a TLD is refused).
     const last = name.lastIndexOf(".");
     for (let dot = name.indexOf("."); dot !== -1 && dot < last && (this.deny === null || this.allow === null); dot = name.indexOf(".", dot + 1)) {
-      if (!this.suffixFilter.mayHold(name, dot + 1)) continue;
-      const list = this.suffix.get(name.slice(dot + 1));
+      const list = this.suffix.get(name, dot + 1);
       if (list !== undefined) this.take(list, port, exe);
     }
   }

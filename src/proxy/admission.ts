@@ -21,7 +21,7 @@ export function policyAdmission(p: Policy, whoAsks: ClientLookup, resolve: (name
     const process = whoAsks(client);
     const exe = process?.resolved ? process.exe : null;
     const t = decideTarget(p, target.host, target.port, exe);
-    const admit = (verdict: Verdict, addrs: string[], sniFor: string | null): Admission => ({ verdict, addrs, process, checkHello: (first) => checkHello(p, first, sniFor, target.port, exe) });
+    const admit = (verdict: Verdict, addrs: readonly string[], sniFor: string | null): Admission => ({ verdict, addrs, process, checkHello: (first) => checkHello(p, first, sniFor, target.port, exe) });
     if (t.kind === "address") return admit(t.verdict, t.verdict.allowed ? [t.addr] : [], null);
     if (t.verdict !== "resolve" && !t.verdict.allowed) return admit(t.verdict, [], t.name);
     let addrs: string[];

@@ -15,7 +15,7 @@ export interface Verdict {
 export interface Admission {
   verdict: Verdict;
   /** Checked addresses to connect to, in order (empty when refused). */
-  addrs: string[];
+  addrs: readonly string[];
   process: ProcessInfo;
   /** For a tunnel: judges its first bytes (the server name a TLS ClientHello asks for); null when fine. */
   checkHello(first: FirstBytes): Verdict | null;
