@@ -103,17 +103,23 @@ export async function proxyBench(o: ProxyBenchOptions): Promise<string[]> {
     const chunk = crypto.getRandomValues(new Uint8Array(1048576));
     await Bun.write(file, new Blob(Array.from({ length: o.fileMiB }, () => chunk)));
 
-    const up = await firstLine(spawn(upNs, ["upstream", UPSTREAM_ADDR, file]), "the upstream server", 20_000);
+    const upChild = spawn(upNs, ["upstream", UPSTREAM_ADDR, file]);
+    const up = await firstLine(upChild, "the upstream server", 20_000);
     const upstream = `${UPSTREAM_ADDR}:${up.port as number}`;
     // The proxies run as proxywall's run runs them: without JavaScriptCore's optimizing tiers (src/sys/jit-tiers.ts).
     const proxyEnv = { ...process.env, ...PROXYWALL_TIERS };
-    const px = await firstLine(spawn(proxyNs, ["proxy", `10.209.16.0/30:${up.port as number}`, String(o.rules)], proxyEnv), "the proxies", 60_000);
+    const pxChild = spawn(proxyNs, ["proxy", `10.209.16.0/30:${up.port as number}`, String(o.rules)], proxyEnv);
+    const px = await firstLine(pxChild, "the proxies", 60_000);
     const [portA, portB] = px.ports as number[];
     const rules = px.rules as number[];
     const timeoutS = 60 + o.requests * 3 * 0.05 + o.fileRuns * 2 * 30;
-    const res = await firstLine(spawn(proxyNs, ["client", upstream, String(portA), String(portB), String(o.requests), String(fileBytes), String(o.fileRuns)]), "the client", timeoutS * 1000);
+    // nsenter --net execs the command in place: each child's pid is the role's own, whose CPU time the client reads.
+    const pids = [String(pxChild.pid), String(upChild.pid)];
+    const res = await firstLine(spawn(proxyNs, ["client", upstream, String(portA), String(portB), String(o.requests), String(fileBytes), String(o.fileRuns), ...pids]), "the client", timeoutS * 1000);
     const ms = res.ms as { direct: number[]; one: number[]; many: number[] };
     const mibs = res.mibs as { direct: number[]; tunnel: number[] };
+    type CpuRun = { client: number; proxy: number; upstream: number; machine: number };
+    const cpu = res.cpu as { direct: CpuRun[]; tunnel: CpuRun[] };
 
     const [d, one, many] = [stats(ms.direct), stats(ms.one), stats(ms.many)];
     console.log(
@@ -139,6 +145,15 @@ export async function proxyBench(o: ProxyBenchOptions): Promise<string[]> {
         ["path", "median", "runs"],
         ["direct", dm.toFixed(0), mibs.direct.map((x) => x.toFixed(0)).join(" ")],
         [`CONNECT tunnel (the ${rules[1]!.toLocaleString("en")}-rule proxy)`, tm.toFixed(0), mibs.tunnel.map((x) => x.toFixed(0)).join(" ")],
+      ]),
+    );
+    // CPU seconds per GiB carried, median over the runs: what each party costs the two shared cores.
+    const perGiB = (runs: CpuRun[], k: keyof CpuRun) => quantile(runs.map((r) => (r[k] * 1024) / o.fileMiB), 0.5).toFixed(2);
+    console.log(`CPU seconds per GiB carried (median of the runs; the machine's busy time includes the kernel's network work charged to no process)`);
+    console.log(
+      table([
+        ["path", "client", "upstream", "proxy", "machine"],
+        ...(["direct", "tunnel"] as const).map((p) => [p === "direct" ? "direct" : "CONNECT tunnel", ...(["client", "upstream", "proxy", "machine"] as const).map((k) => perGiB(cpu[p], k))]),
       ]),
     );
     const ratio = tm / dm;

@@ -4,10 +4,13 @@
 //   proxy UPSTREAM_CIDR RULES...  two built-in proxies (startProxy + policyAdmission) on 127.0.0.1:
 //                        one whose policy is only the rule that allows UPSTREAM_CIDR, one with
 //                        that rule among RULES-1 others
-//   client UPSTREAM PROXY_A PROXY_B N   N requests through each proxy, interleaved, and direct;
-//                        then the file directly and through a CONNECT tunnel; one JSON line out
+//   client UPSTREAM PROXY_A PROXY_B N BYTES RUNS PIDS   N requests through each proxy, interleaved,
+//                        and direct; then the file directly and through a CONNECT tunnel, with the
+//                        CPU time each of PIDS (the proxies, the upstream) and the client spent on
+//                        each download, and the machine's; one JSON line out
 // Each prints one line when ready (or its result) and exits when its stdin closes, so none
 // outlives the bench however it ends.
+import { readFileSync } from "node:fs";
 import net from "node:net";
 import { networkInterfaces } from "node:os";
 import { policyAdmission } from "../src/proxy/admission.ts";
@@ -123,7 +126,31 @@ function download(port: number, host: string, tunnel: string | null, upstreamHos
   });
 }
 
-async function client(upstreamHostPort: string, portA: number, portB: number, n: number, fileBytes: number, fileRuns: number): Promise<void> {
+/** CPU seconds a process spent so far (user + system, all its threads), from /proc/PID/stat. */
+function cpuSeconds(pid: number | "self"): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "latin1");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100; // utime, stime (fields 14, 15) in USER_HZ ticks
+}
+
+/** CPU seconds the whole machine spent busy so far (every state but idle and iowait), from /proc/stat. */
+function machineBusySeconds(): number {
+  const t = readFileSync("/proc/stat", "latin1").split("\n")[0]!.split(/\s+/).slice(1).map(Number);
+  return (t.reduce((a, b) => a + b, 0) - t[3]! - t[4]!) / 100;
+}
+
+type CpuRun = { client: number; proxy: number; upstream: number; machine: number };
+
+/** `f`, and the CPU seconds the client, the proxy, the upstream and the machine spent during it. */
+async function withCpu<T>(pids: { proxy: number; upstream: number }, f: () => Promise<T>): Promise<[T, CpuRun]> {
+  const read = () => ({ client: cpuSeconds("self"), proxy: cpuSeconds(pids.proxy), upstream: cpuSeconds(pids.upstream), machine: machineBusySeconds() });
+  const a = read();
+  const r = await f();
+  const b = read();
+  return [r, { client: b.client - a.client, proxy: b.proxy - a.proxy, upstream: b.upstream - a.upstream, machine: b.machine - a.machine }];
+}
+
+async function client(upstreamHostPort: string, portA: number, portB: number, n: number, fileBytes: number, fileRuns: number, pids: { proxy: number; upstream: number }): Promise<void> {
   const [upHost, upPort] = [upstreamHostPort.slice(0, upstreamHostPort.lastIndexOf(":")), Number(upstreamHostPort.slice(upstreamHostPort.lastIndexOf(":") + 1))];
   const viaProxy = `GET http://${upstreamHostPort}/small HTTP/1.1\r\nHost: ${upstreamHostPort}\r\n\r\n`;
   const direct = `GET /small HTTP/1.1\r\nHost: ${upstreamHostPort}\r\nConnection: close\r\n\r\n`;
@@ -137,11 +164,16 @@ async function client(upstreamHostPort: string, portA: number, portB: number, n:
     ms.many.push(await request(portB, "127.0.0.1", viaProxy));
   }
   const mibs = { direct: [] as number[], tunnel: [] as number[] };
+  const cpu = { direct: [] as CpuRun[], tunnel: [] as CpuRun[] };
   for (let i = 0; i < fileRuns; i++) {
-    mibs.direct.push(await download(upPort, upHost, null, upstreamHostPort, fileBytes));
-    mibs.tunnel.push(await download(portB, "127.0.0.1", upstreamHostPort, upstreamHostPort, fileBytes));
+    const [d, dc] = await withCpu(pids, () => download(upPort, upHost, null, upstreamHostPort, fileBytes));
+    const [t, tc] = await withCpu(pids, () => download(portB, "127.0.0.1", upstreamHostPort, upstreamHostPort, fileBytes));
+    mibs.direct.push(d);
+    mibs.tunnel.push(t);
+    cpu.direct.push(dc);
+    cpu.tunnel.push(tc);
   }
-  console.log(JSON.stringify({ ms, mibs }));
+  console.log(JSON.stringify({ ms, mibs, cpu }));
   process.exit(0);
 }
 
@@ -149,6 +181,6 @@ if (import.meta.main) {
   const [role, ...a] = process.argv.slice(2);
   if (role === "upstream") upstream(a[0]!, a[1]!);
   else if (role === "proxy") await proxy(a[0]!, Number(a[1]));
-  else if (role === "client") await client(a[0]!, Number(a[1]), Number(a[2]), Number(a[3]), Number(a[4]), Number(a[5]));
+  else if (role === "client") await client(a[0]!, Number(a[1]), Number(a[2]), Number(a[3]), Number(a[4]), Number(a[5]), { proxy: Number(a[6]), upstream: Number(a[7]) });
   else throw new Error(`policy-roles: unknown role ${role}`);
 }
