@@ -20,7 +20,7 @@ export type Target = (typeof TARGETS)[number];
 const ROOT = import.meta.dir;
 const ENTRY = join(ROOT, "src/main.ts");
 /** Worker files: each must be an entrypoint too, or its `new Worker(...)` silently never runs. */
-const WORKERS = [join(ROOT, "src/monitor/watch-worker.ts")];
+const WORKERS = [join(ROOT, "src/monitor/watch-worker.ts"), join(ROOT, "src/proxy/splice-worker.ts")];
 
 export class BuildError extends Error {}
 

@@ -14,6 +14,7 @@ import { nowTs } from "../events/bypass-event.ts";
 import type { ProcessInfo, ProxyConnect } from "../events/schema.ts";
 import { BadRequest, findHeadEnd, MAX_HEAD_BYTES, parseRequestHead, ResponseStatus, type ProxyRequest } from "./head.ts";
 import { connectRefusal, errorResponse, hostPort, type Outcome, type Refusal } from "./refusals.ts";
+import { errnoCode, spliceTunnel, type SpliceEnd, type Spliced } from "./splice-relay.ts";
 import { MAX_HELLO_BYTES, readFirstBytes, type FirstBytes } from "./tls-sni.ts";
 import type { Admit, Verdict } from "./admit.ts";
 
@@ -38,6 +39,7 @@ const LINGER_MS = 2000;
 const HELLO_TIMEOUT_MS = 10_000;
 
 const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e));
+const idleError = (ms: number) => `no byte either way for ${ms / 1000} s`;
 
 /** An IPv4 peer of a dual-stack socket shows as ::ffff:a.b.c.d; events and lookups want a.b.c.d. */
 const unmapped = (addr: string) => (addr.startsWith("::ffff:") && net.isIPv4(addr.slice(7)) ? addr.slice(7) : addr);
@@ -73,6 +75,10 @@ export class Connection {
   private idle: ReturnType<typeof setTimeout> | null = null;
   /** A byte moved since the idle clock last looked. */
   private moved = false;
+  /** Set once the tunnel's bytes move in the kernel (splice-relay.ts); its sockets are no longer ours. */
+  private spliced: Spliced | null = null;
+  /** The hand-over waits for the bytes the JS relay still has to write. */
+  private spliceWhenDrained = false;
   private readonly done: Promise<void>;
   private resolveDone!: () => void;
 
@@ -90,7 +96,10 @@ export class Connection {
     client.setNoDelay(true);
     client.on("data", (d: Buffer) => this.onClientData(d));
     client.on("end", () => this.onClientEnd());
-    client.on("drain", () => this.upstream?.resume());
+    client.on("drain", () => {
+      this.upstream?.resume();
+      if (this.spliceWhenDrained) this.handOver();
+    });
     client.on("error", (e) => this.fail("client_error", `client: ${errorText(e)}`));
     client.on("close", () => {
       this.clientClosed = true;
@@ -108,6 +117,7 @@ export class Connection {
       this.setOutcome(this.state === "open" ? "ok" : this.state === "connecting" ? "connect_failed" : "client_error", why);
       this.client.destroy();
       this.upstream?.destroy();
+      this.spliced?.cut();
     }
     return this.done;
   }
@@ -134,7 +144,7 @@ export class Connection {
     const look = () => {
       quiet = this.moved ? 0 : quiet + 1;
       this.moved = false;
-      if (quiet >= 4) return this.fail("idle_timeout", `no byte either way for ${this.opts.idleTimeoutMs / 1000} s`);
+      if (quiet >= 4) return this.fail("idle_timeout", idleError(this.opts.idleTimeoutMs));
       this.idle = setTimeout(look, quarter);
     };
     this.idle = setTimeout(look, quarter);
@@ -268,6 +278,7 @@ export class Connection {
     });
     up.on("drain", () => {
       if (this.state === "open") this.client.resume();
+      if (this.spliceWhenDrained) this.handOver();
     });
     up.on("end", () => {
       if (this.responseStatus && this.bytesDown === 0) return this.refuse({ status: 502, outcome: "upstream_error", error: `${target} closed the connection without a response` });
@@ -357,6 +368,30 @@ export class Connection {
     }
     this.client.pause();
     this.flushEarly();
+    if (!this.clientEndedEarly) this.handOver();
+  }
+
+  /** From here on the tunnel only carries bytes: they move in the kernel, off this thread, where that can be done. */
+  private handOver(): void {
+    this.spliceWhenDrained = false;
+    if (this.state !== "open") return;
+    if (this.client.writableLength > 0 || this.upstream!.writableLength > 0) {
+      this.spliceWhenDrained = true; // the JS relay goes on meanwhile; "drain" comes back here
+      return;
+    }
+    this.spliced = spliceTunnel(this.client, this.upstream!, this.opts.idleTimeoutMs, (e) => this.onSpliceEnd(e));
+    if (this.spliced && this.idle) clearTimeout(this.idle);
+  }
+
+  private onSpliceEnd(e: SpliceEnd): void {
+    this.bytesUp += e.up;
+    this.bytesDown += e.down;
+    const r = e.end;
+    if (r.kind === "idle") this.setOutcome("idle_timeout", idleError(this.opts.idleTimeoutMs));
+    else if (r.kind === "error" && !r.harmless) this.setOutcome(`${r.side}_error`, `${r.side}: ${r.op} ${errnoCode(r.errno)}`);
+    else if (r.kind === "failed") this.setOutcome("upstream_error", r.message);
+    this.clientClosed = this.upstreamClosed = true;
+    this.maybeFinish();
   }
 
   /** Answers the client with an error status of the proxy's own, then closes. */

@@ -14,7 +14,9 @@
 //    400 and outcome bad_request.
 //
 // Nothing is buffered beyond the sockets' own write buffers: when a receiver is slow, its socket's
-// write() returns false and the proxy pauses the sending side until "drain" (back-pressure).
+// write() returns false and the proxy pauses the sending side until "drain" (back-pressure). A
+// tunnel whose ClientHello was checked is handed to the splice relay (splice-relay.ts), whose
+// pipes give the same back-pressure in the kernel.
 //
 // Each client connection produces exactly one proxy_connect event, when both of its sockets are
 // closed. Byte counts are the bytes carried by the upstream connection: bytes_up is everything
@@ -28,6 +30,7 @@ import type { ProxyConnect } from "../events/schema.ts";
 import { inNetns } from "../sys/netns.ts";
 import { Connection, type Admit, type ConnectionOptions } from "./connection.ts";
 import { hostPort } from "./refusals.ts";
+import { prepareSplice } from "./splice-relay.ts";
 import { DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_CLIENTS } from "./defaults.ts";
 
 
@@ -109,6 +112,8 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     throw e;
   }
+  // The relay thread starts now, so that it is ready by the first tunnel.
+  prepareSplice();
   let closing: Promise<void> | null = null;
   const maxClients = opts.maxClients ?? DEFAULT_MAX_CLIENTS;
   const copts: ConnectionOptions = {

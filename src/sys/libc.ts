@@ -8,7 +8,7 @@
 // `syscall` instead.
 import { dlopen, FFIType, read, type Pointer } from "bun:ffi";
 
-const { i32, u32, i64, u64, ptr } = FFIType;
+const { i32, u32, i64, i64_fast, u64, ptr } = FFIType;
 
 function load() {
   return dlopen("libc.so.6", {
@@ -29,6 +29,14 @@ function load() {
     write: { args: [i32, ptr, u64], returns: i64 },
     lseek: { args: [i32, i64, i32], returns: i64 },
     flock: { args: [i32, i32], returns: i32 },
+    // the proxy's splice relay (splice.ts): bytes moved socket -> pipe -> socket in the kernel
+    read: { args: [i32, ptr, u64], returns: i64 },
+    splice: { args: [i32, ptr, i32, ptr, u64, u32], returns: i64_fast },
+    epoll_create1: { args: [i32], returns: i32 },
+    epoll_ctl: { args: [i32, i32, i32, ptr], returns: i32 },
+    epoll_wait: { args: [i32, ptr, i32, i32], returns: i32 },
+    shutdown: { args: [i32, i32], returns: i32 },
+    getsockopt: { args: [i32, i32, i32, ptr, ptr], returns: i32 },
     // the JIT re-execution that keeps an --events fd:N open (jit-tiers.ts)
     execve: { args: [ptr, ptr, ptr], returns: i32 },
     // namespaces, scheduling, children
