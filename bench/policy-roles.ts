@@ -49,7 +49,7 @@ async function proxy(rule: string, rules: number): Promise<void> {
   const events = { ok: 0, other: 0 };
   // Who asks: nobody is looked up (the same for both proxies; the sandbox's lookup is sock_diag).
   const start = (p: Policy) =>
-    startProxy({ listen: [{ host: "127.0.0.1", port: 0 }], sandbox: "bench-policy", onEvent: (e) => void (e.outcome === "ok" ? events.ok++ : events.other++), admit: policyAdmission(p, () => null) });
+    startProxy({ listen: [{ host: "127.0.0.1", port: 0 }], sandbox: "bench-policy", onEvent: (e) => void (e.outcome === "ok" ? events.ok++ : events.other++), admit: policyAdmission(p) });
   const [a, b] = [await start(one), await start(many)];
   console.log(JSON.stringify({ ports: [a.ports[0], b.ports[0]], rules: [one.allow.count + one.deny.count, many.allow.count + many.deny.count] }));
   process.stdin.on("data", () => {});

@@ -253,15 +253,16 @@ describePrivileged("the policy with real clients (issue #10)", () => {
     expect(connects).toHaveLength(got.length + 1);
     for (const client of ["curl", "python", "node"]) {
       const mine = connects.filter((e) => e.process?.exe === clientExe(client));
-      const expected: string[] = got.filter((g) => g.client === client && g.status === "403").map((g) => `403 denied ${rowOf.get(g.auth)}`);
+      const expected: string[] = got.filter((g) => g.client === client).map((g) => (g.status === "403" ? `403 denied ${rowOf.get(g.auth)}` : `${g.status} bad_request`));
       if (client === "curl") expected.push("200 ok 10.209.40.0/30");
       const seen = mine.map((e) => `${e.status} ${e.outcome} ${e.outcome === "denied" ? category(e.reason) : e.outcome === "ok" ? e.rule.split(":")[0] : ""}`.trim());
       expect(seen.sort()).toEqual(expected.sort());
       for (const e of mine) expect(e.process).toMatchObject({ resolved: true, uid: 65534, exe: clientExe(client), pid: expect.any(Number) });
     }
-    // A head the proxy cannot read is refused before anyone is looked up: no process on those lines.
+    // A head the proxy cannot read (python's IPv6 CONNECT) is refused before the policy is asked;
+    // its line names the process all the same.
     const unreadable = connects.filter((e) => e.outcome === "bad_request");
-    expect(unreadable.map((e) => [e.method, e.status, e.process])).toEqual(got.filter((g) => g.status === "400").map(() => ["CONNECT", 400, null]));
+    expect(unreadable.map((e) => [e.method, e.status, e.process?.exe])).toEqual(got.filter((g) => g.status === "400").map(() => ["CONNECT", 400, exe[PYTHON]]));
     expect(hostListener.connections - hostBefore).toBe(0);
     // And a request that did reach the listener would have been counted (spawned, not spawnSync:
     // the listener lives on this process's event loop).
@@ -451,6 +452,29 @@ except socket.timeout: print("still open")
       ["CONNECT", 200, "ok"],
     ]);
     expect(lines[0]!.error).toContain("(the limit)");
+    expect(lines[0]!.process).toMatchObject({ resolved: true, exe: exe[CURL] });
+  });
+
+  test("refused before the policy is asked, a line still names the process: a bad request (400), a client that closes before its request", async () => {
+    const script = `${PYTHON} -c '
+import socket
+def ask(data, close_first=False):
+    s = socket.create_connection(("127.0.0.1", 3128))
+    if data: s.sendall(data)
+    if close_first: s.shutdown(socket.SHUT_WR)
+    print(s.recv(4096).split(b"\\r\\n")[0].decode() or "eof", flush=True)
+    s.close()
+ask(b"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+ask(b"", close_first=True)
+'`;
+    const r = await runIn([], script);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe("HTTP/1.1 400 Bad Request\neof\n");
+    const lines = eventsOf(r.events, "proxy_connect");
+    expect(lines.map((e) => [e.status, e.outcome, e.process?.resolved ? e.process.exe : null])).toEqual([
+      [400, "bad_request", exe[PYTHON]],
+      [0, "client_error", exe[PYTHON]],
+    ]);
   });
 
   test("a name that does not resolve: 502, outcome resolve_failed (asked of the test's own DNS server)", async () => {

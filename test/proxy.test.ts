@@ -597,7 +597,7 @@ test("policy seam: allow() refusing gives 403 without connecting", async () => {
       {
         admit: async (t) => {
           asked.push(`${t.host}:${t.port}`);
-          return { verdict: { allowed: false, outcome: "denied", rule: "deny test", reason: "not on the list" }, addrs: [], process: null, checkHello: () => null };
+          return { verdict: { allowed: false, outcome: "denied", rule: "deny test", reason: "not on the list" }, addrs: [], checkHello: () => null };
         },
       },
     );

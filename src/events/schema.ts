@@ -187,7 +187,7 @@ export const ProxyConnect = event("proxy_connect", "One tunnel (CONNECT) or requ
   rule: v.pipe(v.nullable(v.string()), v.description("the rule or guard row that decided, when one did")),
   reason: v.pipe(v.nullable(v.string()), v.description("why the policy decided as it did")),
   error: v.nullable(v.string()),
-  process: v.pipe(ProcessInfo, v.description("the process that opened the client connection (evidence, not proof of identity)")),
+  process: v.pipe(ProcessInfo, v.description("the process that opened the client connection, looked up while it is open, for refused requests too (evidence, not proof of identity); null when it cannot be told")),
 });
 
 export const EventLine = v.variant("event", [BypassDetect, BypassSummary, BypassTotals, Degraded, SandboxReady, SandboxClosed, ProxyConnect]);

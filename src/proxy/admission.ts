@@ -1,13 +1,9 @@
-// Whether the proxy serves a request, and where it may connect: the process that opened the client
-// connection (an exact lookup: the connection is established and its socket lives in the sandbox),
-// the policy's verdict on the name, the name resolved once, the verdict on every address it gave,
-// and for a tunnel the verdict on the server name its TLS ClientHello asks for.
-import type { ProcessInfo } from "../events/schema.ts";
+// Whether the proxy serves a request, and where it may connect: the policy's verdict on the name
+// (and on the program that asks: exe rules), the name resolved once, the verdict on every address
+// it gave, and for a tunnel the verdict on the server name its TLS ClientHello asks for.
 import { decideResolved, decideTarget, type Policy, type Verdict } from "../policy/index.ts";
-import type { Admission, Admit, ClientEnds } from "./connection.ts";
+import type { Admission, Admit } from "./connection.ts";
 import { resolveRefusal } from "./refusals.ts";
-
-export type ClientLookup = (client: ClientEnds) => ProcessInfo;
 import type { FirstBytes } from "./tls-sni.ts";
 import { resolveAll } from "./resolve.ts";
 
@@ -16,12 +12,11 @@ function refused(p: Policy, rule: string, reason: string): Verdict {
   return { allowed: audit, outcome: audit ? "would_deny" : "denied", rule, reason };
 }
 
-export function policyAdmission(p: Policy, whoAsks: ClientLookup, resolve: (name: string) => Promise<string[]> = resolveAll): Admit {
-  return async (target, client) => {
-    const process = whoAsks(client);
+export function policyAdmission(p: Policy, resolve: (name: string) => Promise<string[]> = resolveAll): Admit {
+  return async (target, process) => {
     const exe = process?.resolved ? process.exe : null;
     const t = decideTarget(p, target.host, target.port, exe);
-    const admit = (verdict: Verdict, addrs: readonly string[], sniFor: string | null): Admission => ({ verdict, addrs, process, checkHello: (first) => checkHello(p, first, sniFor, target.port, exe) });
+    const admit = (verdict: Verdict, addrs: readonly string[], sniFor: string | null): Admission => ({ verdict, addrs, checkHello: (first) => checkHello(p, first, sniFor, target.port, exe) });
     if (t.kind === "address") return admit(t.verdict, t.verdict.allowed ? [t.addr] : [], null);
     if (t.verdict !== "resolve" && !t.verdict.allowed) return admit(t.verdict, [], t.name);
     let addrs: string[];
@@ -29,7 +24,7 @@ export function policyAdmission(p: Policy, whoAsks: ClientLookup, resolve: (name
       addrs = await resolve(t.name);
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
-      return { ...resolveRefusal(err.code, t.name, err.message), process };
+      return resolveRefusal(err.code, t.name, err.message);
     }
     const r = decideResolved(p, t.name, addrs, target.port, exe);
     return admit(r.verdict, r.allowed, t.name);

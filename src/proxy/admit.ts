@@ -1,6 +1,6 @@
-// What a connection asks before it connects anywhere (the seam between the proxy's mechanics and
-// the policy): who opened the client connection, whether they may, and the checked addresses to
-// connect to. admission.ts builds the real one from a policy.
+// What a connection asks before it connects anywhere (the seams between the proxy's mechanics and
+// the sandbox): who opened the client connection (Identify), whether they may go where they ask,
+// and the checked addresses to connect to (Admit). admission.ts builds the real Admit from a policy.
 import type { ProcessInfo } from "../events/schema.ts";
 import type { Refusal } from "./refusals.ts";
 import type { FirstBytes } from "./tls-sni.ts";
@@ -16,7 +16,6 @@ export interface Admission {
   verdict: Verdict;
   /** Checked addresses to connect to, in order (empty when refused). */
   addrs: readonly string[];
-  process: ProcessInfo;
   /** For a tunnel: judges its first bytes (the server name a TLS ClientHello asks for); null when fine. */
   checkHello(first: FirstBytes): Verdict | null;
 }
@@ -28,5 +27,12 @@ export interface ClientEnds {
   local: { addr: string; port: number };
 }
 
-export type Admit = (target: { host: string; port: number }, client: ClientEnds) => Promise<Admission | (Refusal & { process: ProcessInfo })>;
+/**
+ * Who opened a client connection: an exact lookup in the sandbox, made while the connection is
+ * open (null when it cannot be told). Every proxy_connect line carries it, refused ones too.
+ */
+export type Identify = (client: ClientEnds) => ProcessInfo;
+
+/** Whether `process` may reach `target`, and at which checked addresses. */
+export type Admit = (target: { host: string; port: number }, process: ProcessInfo) => Promise<Admission | Refusal>;
 

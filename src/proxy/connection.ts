@@ -16,13 +16,14 @@ import { BadRequest, findHeadEnd, MAX_HEAD_BYTES, parseRequestHead, ResponseStat
 import { connectRefusal, errorResponse, hostPort, type Outcome, type Refusal } from "./refusals.ts";
 import { errnoCode, spliceTunnel, type SpliceEnd, type Spliced } from "./splice-relay.ts";
 import { MAX_HELLO_BYTES, readFirstBytes, type FirstBytes } from "./tls-sni.ts";
-import type { Admit, Verdict } from "./admit.ts";
+import type { Admit, Identify, Verdict } from "./admit.ts";
 
-export type { Admission, Admit, ClientEnds, Verdict } from "./admit.ts";
+export type { Admission, Admit, ClientEnds, Identify, Verdict } from "./admit.ts";
 
 export interface ConnectionOptions {
   sandbox: string;
   onEvent: (e: ProxyConnect) => void;
+  identify: Identify;
   admit: Admit;
   connectTimeoutMs: number;
   headTimeoutMs: number;
@@ -61,6 +62,7 @@ export class Connection {
   private error: string | null = null;
   private verdict: Verdict | null = null;
   private process: ProcessInfo = null;
+  private identified = false;
   private upstream: net.Socket | null = null;
   /** What the client sent that has not gone upstream yet (after the head, or before the ClientHello showed). */
   private early: Buffer[] = [];
@@ -200,17 +202,31 @@ export class Connection {
     void this.admitThenConnect(req);
   }
 
+  /**
+   * Who opened this connection, looked up once while its socket is open (the lookup needs the
+   * socket in the sandbox's table), whether or not the request gets as far as the policy.
+   */
+  private identify(): ProcessInfo {
+    if (this.identified) return this.process;
+    this.identified = true;
+    const local = { addr: unmapped(this.client.localAddress ?? ""), port: this.client.localPort ?? 0 };
+    try {
+      this.process = this.opts.identify({ addr: this.clientAddr, port: this.clientPort, local });
+    } catch (e) {
+      diag.debug(`proxy: who opened ${hostPort(this.clientAddr, this.clientPort)}: ${errorText(e)}`);
+    }
+    return this.process;
+  }
+
   private async admitThenConnect(req: ProxyRequest): Promise<void> {
     this.state = "admitting";
     let a: Awaited<ReturnType<Admit>>;
     try {
-      const local = { addr: unmapped(this.client.localAddress ?? ""), port: this.client.localPort ?? 0 };
-      a = await this.opts.admit({ host: req.host, port: req.port }, { addr: this.clientAddr, port: this.clientPort, local });
+      a = await this.opts.admit({ host: req.host, port: req.port }, this.identify());
     } catch (e) {
-      a = { status: 502, outcome: "connect_failed", error: `the policy failed: ${errorText(e)}`, process: null };
+      a = { status: 502, outcome: "connect_failed", error: `the policy failed: ${errorText(e)}` };
     }
     if (this.state !== "admitting") return; // the client went away meanwhile
-    this.process = a.process;
     if (!("verdict" in a)) return this.refuse(a);
     this.verdict = a.verdict;
     if (!a.verdict.allowed) return this.deny(a.verdict, 403);
@@ -230,6 +246,7 @@ export class Connection {
     switch (this.state) {
       case "head":
         this.clearTimer();
+        this.identify(); // the client sent its FIN; its socket is still in the table
         this.setOutcome("client_error", this.head.length === 0 ? "client closed without sending a request" : "client closed before the request head was complete");
         this.client.destroy();
         break;
@@ -401,6 +418,7 @@ export class Connection {
     this.setOutcome(r.outcome, r.error);
     this.upstream?.destroy();
     if (this.wroteToClient || this.client.destroyed) return this.fail(r.outcome, r.error ?? text);
+    this.identify();
     this.state = "refused";
     this.status = r.status;
     this.wroteToClient = true;

@@ -28,7 +28,7 @@
 import net from "node:net";
 import type { ProxyConnect } from "../events/schema.ts";
 import { inNetns } from "../sys/netns.ts";
-import { Connection, type Admit, type ConnectionOptions } from "./connection.ts";
+import { Connection, type Admit, type ConnectionOptions, type Identify } from "./connection.ts";
 import { hostPort } from "./refusals.ts";
 import { prepareSplice } from "./splice-relay.ts";
 import { DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_CLIENTS } from "./defaults.ts";
@@ -41,7 +41,9 @@ export interface ProxyOptions {
   netns?: string;
   sandbox: string;
   onEvent: (e: ProxyConnect) => void;
-  /** Who asks, whether they may, and the checked addresses to connect to (the policy: src/proxy/admission.ts). */
+  /** Who opened a client connection (default: nobody can tell, process null). */
+  identify?: Identify;
+  /** Whether they may, and the checked addresses to connect to (the policy: src/proxy/admission.ts). */
   admit: Admit;
   /** How long to wait for a destination to accept the connection (default 10 s): then 504. */
   connectTimeoutMs?: number;
@@ -119,6 +121,7 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
   const copts: ConnectionOptions = {
     sandbox: opts.sandbox,
     onEvent: opts.onEvent,
+    identify: opts.identify ?? (() => null),
     admit: opts.admit,
     connectTimeoutMs: opts.connectTimeoutMs ?? 10_000,
     headTimeoutMs: opts.headTimeoutMs ?? 30_000,

@@ -36,7 +36,8 @@ export async function openDoor(s: Setup, plan: SandboxPlan, loading: ReturnType<
         netns,
         sandbox: s.id,
         onEvent: s.emit,
-        admit: policyAdmission(s.cfg.policy, whoAsks),
+        identify: whoAsks,
+        admit: policyAdmission(s.cfg.policy),
         idleTimeoutMs: s.cfg.idleTimeoutS * 1000,
         maxClients: s.cfg.maxClients,
       });

@@ -1,5 +1,5 @@
 // An admission for tests of the proxy's mechanics alone (framing, relaying, back-pressure, errors):
-// every destination is allowed, names are resolved once, and no process is looked up. The guard
+// every destination is allowed and names are resolved once. The guard
 // and the rules have tests of their own (policy-*.test.ts) and run in every sandbox test; the
 // proxy's mechanics tests need loopback origins, which the guard rightly refuses.
 import type { Admit, Verdict } from "../../src/proxy/connection.ts";
@@ -16,8 +16,8 @@ export const admitAll: Admit = async (target) => {
       addrs = await resolveAll(target.host);
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
-      return { ...resolveRefusal(err.code, target.host, err.message), process: null };
+      return resolveRefusal(err.code, target.host, err.message);
     }
   }
-  return { verdict: ALLOWED, addrs, process: null, checkHello: () => null };
+  return { verdict: ALLOWED, addrs, checkHello: () => null };
 };
