@@ -6,13 +6,16 @@
 // ClientHello, and for which server name (domain fronting is refused before any byte goes up).
 //
 // Over 400 lines on purpose: one connection's states and the events that move it between them are
-// one state machine, read best in one place; what is not state (admission, refusal texts, the
-// ClientHello reader, name resolution) lives in modules of its own.
+// one state machine, read best in one place; what is not state lives in modules of its own (the
+// event line's record, the head reader, the idle clock, admission, refusal texts, the ClientHello
+// reader, name resolution, the splice hand-over).
 import net from "node:net";
 import { diag } from "../diag.ts";
-import { nowTs } from "../events/bypass-event.ts";
 import type { ProcessInfo, ProxyConnect } from "../events/schema.ts";
-import { BadRequest, findHeadEnd, MAX_HEAD_BYTES, parseRequestHead, ResponseStatus, type ProxyRequest } from "./head.ts";
+import { ConnectRecord } from "./connect-record.ts";
+import { ResponseStatus, type ProxyRequest } from "./head.ts";
+import { HeadReader } from "./head-reader.ts";
+import { IdleClock, idleError } from "./idle-clock.ts";
 import { connectRefusal, errorResponse, hostPort, type Outcome, type Refusal } from "./refusals.ts";
 import { errnoCode, spliceTunnel, type SpliceEnd, type Spliced } from "./splice-relay.ts";
 import { MAX_HELLO_BYTES, readFirstBytes, type FirstBytes } from "./tls-sni.ts";
@@ -40,28 +43,15 @@ const LINGER_MS = 2000;
 const HELLO_TIMEOUT_MS = 10_000;
 
 const errorText = (e: unknown) => (e instanceof Error ? e.message : String(e));
-const idleError = (ms: number) => `no byte either way for ${ms / 1000} s`;
 
 /** An IPv4 peer of a dual-stack socket shows as ::ffff:a.b.c.d; events and lookups want a.b.c.d. */
 const unmapped = (addr: string) => (addr.startsWith("::ffff:") && net.isIPv4(addr.slice(7)) ? addr.slice(7) : addr);
 
 export class Connection {
   private state: State = "head";
-  private readonly t0 = performance.now();
-  private readonly clientAddr: string;
-  private readonly clientPort: number;
-  private head: Buffer = Buffer.alloc(0);
-  private method = "";
-  private dstHost = "";
-  private dstPort = 0;
-  private dstAddr: string | null = null;
-  private status = 0;
-  private bytesUp = 0;
-  private bytesDown = 0;
-  private outcome: Outcome | null = null;
-  private error: string | null = null;
-  private verdict: Verdict | null = null;
-  private process: ProcessInfo = null;
+  /** What the event line will say. */
+  private readonly rec: ConnectRecord;
+  private readonly head = new HeadReader();
   private identified = false;
   private upstream: net.Socket | null = null;
   /** What the client sent that has not gone upstream yet (after the head, or before the ClientHello showed). */
@@ -74,9 +64,8 @@ export class Connection {
   private clientClosed = false;
   private upstreamClosed = true;
   private timer: ReturnType<typeof setTimeout> | null = null;
-  private idle: ReturnType<typeof setTimeout> | null = null;
-  /** A byte moved since the idle clock last looked. */
-  private moved = false;
+  private readonly idle: IdleClock;
+  private idleTimer: ReturnType<typeof setTimeout> | null = null;
   /** Set once the tunnel's bytes move in the kernel (splice-relay.ts); its sockets are no longer ours. */
   private spliced: Spliced | null = null;
   /** The hand-over waits for the bytes the JS relay still has to write. */
@@ -92,8 +81,8 @@ export class Connection {
     private readonly overLimit: string | null = null,
   ) {
     this.done = new Promise((r) => (this.resolveDone = r));
-    this.clientAddr = unmapped(client.remoteAddress ?? "");
-    this.clientPort = client.remotePort ?? 0;
+    this.idle = new IdleClock(opts.idleTimeoutMs);
+    this.rec = new ConnectRecord(opts.sandbox, unmapped(client.remoteAddress ?? ""), client.remotePort ?? 0);
     // A relay passes on small writes (TLS handshakes, interactive protocols) as they come.
     client.setNoDelay(true);
     client.on("data", (d: Buffer) => this.onClientData(d));
@@ -116,7 +105,7 @@ export class Connection {
   /** Cuts the connection (proxy shutdown) and resolves once its event is written. */
   abort(why: string): Promise<void> {
     if (this.state !== "done") {
-      this.setOutcome(this.state === "open" ? "ok" : this.state === "connecting" ? "connect_failed" : "client_error", why);
+      this.rec.setOutcome(this.state === "open" ? "ok" : this.state === "connecting" ? "connect_failed" : "client_error", why);
       this.client.destroy();
       this.upstream?.destroy();
       this.spliced?.cut();
@@ -124,38 +113,24 @@ export class Connection {
     return this.done;
   }
 
-  private setOutcome(outcome: Outcome, error: string | null): void {
-    if (this.outcome !== null && this.outcome !== "would_deny") return;
-    this.outcome = outcome;
-    this.error = error;
-  }
-
   private clearTimer(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
   }
 
-  /**
-   * The idle clock: it looks every `idleTimeoutMs / 4` and ends the connection after four looks
-   * without a byte either way, so a chunk costs one store (refreshing a timer per chunk cost a
-   * tenth of a tunnel's throughput). It fires between 1x and 1.25x the timeout after the last byte.
-   */
+  /** The idle clock's looks, from a timer (idle-clock.ts). */
   private startIdleClock(): void {
-    const quarter = this.opts.idleTimeoutMs / 4;
-    let quiet = 0;
     const look = () => {
-      quiet = this.moved ? 0 : quiet + 1;
-      this.moved = false;
-      if (quiet >= 4) return this.fail("idle_timeout", idleError(this.opts.idleTimeoutMs));
-      this.idle = setTimeout(look, quarter);
+      if (this.idle.look()) return this.fail("idle_timeout", idleError(this.idle.timeoutMs));
+      this.idleTimer = setTimeout(look, this.idle.quarterMs);
     };
-    this.idle = setTimeout(look, quarter);
+    this.idleTimer = setTimeout(look, this.idle.quarterMs);
   }
 
   private onClientData(d: Buffer): void {
     if (this.state === "open" && !this.helloGate) {
-      this.moved = true;
-      this.bytesUp += d.length;
+      this.idle.moved = true;
+      this.rec.bytesUp += d.length;
       if (!this.upstream!.write(d)) this.client.pause();
       return;
     }
@@ -165,31 +140,18 @@ export class Connection {
       return;
     }
     if (this.state !== "head") return; // refused: discard what the client still sends
-    const from = this.head.length - 3;
-    this.head = this.head.length === 0 ? d : Buffer.concat([this.head, d]);
-    const end = findHeadEnd(this.head, from);
-    if (end < 0 ? this.head.length > MAX_HEAD_BYTES : end > MAX_HEAD_BYTES) {
-      this.refuse({ status: 400, outcome: "bad_request", error: `request head larger than ${MAX_HEAD_BYTES} bytes` });
-      return;
+    const read = this.head.push(d);
+    if (read.kind === "more") return;
+    if (read.kind === "bad") {
+      this.rec.method = read.method;
+      return this.refuse({ status: 400, outcome: "bad_request", error: read.error });
     }
-    if (end < 0) return;
     this.clearTimer();
     this.client.pause();
-    const rest = this.head.subarray(end);
-    let req: ProxyRequest;
-    try {
-      req = parseRequestHead(this.head.toString("latin1", 0, end));
-    } catch (e) {
-      if (!(e instanceof BadRequest)) throw e;
-      const m = /^(\S+) /.exec(this.head.toString("latin1", 0, Math.min(end, 32)));
-      if (m && /^[A-Z]+$/.test(m[1]!)) this.method = m[1]!;
-      this.refuse({ status: 400, outcome: "bad_request", error: e.message });
-      return;
-    }
-    this.head = Buffer.alloc(0);
-    this.method = req.method;
-    this.dstHost = req.host;
-    this.dstPort = req.port;
+    const { req, rest } = read;
+    this.rec.method = req.method;
+    this.rec.dstHost = req.host;
+    this.rec.dstPort = req.port;
     if (req.kind === "forward") {
       this.early.push(Buffer.from(req.upstreamHead, "latin1"));
       this.responseStatus = new ResponseStatus();
@@ -207,15 +169,15 @@ export class Connection {
    * socket in the sandbox's table), whether or not the request gets as far as the policy.
    */
   private identify(): ProcessInfo {
-    if (this.identified) return this.process;
+    if (this.identified) return this.rec.process;
     this.identified = true;
     const local = { addr: unmapped(this.client.localAddress ?? ""), port: this.client.localPort ?? 0 };
     try {
-      this.process = this.opts.identify({ addr: this.clientAddr, port: this.clientPort, local });
+      this.rec.process = this.opts.identify({ addr: this.rec.clientAddr, port: this.rec.clientPort, local });
     } catch (e) {
-      diag.debug(`proxy: who opened ${hostPort(this.clientAddr, this.clientPort)}: ${errorText(e)}`);
+      diag.debug(`proxy: who opened ${hostPort(this.rec.clientAddr, this.rec.clientPort)}: ${errorText(e)}`);
     }
-    return this.process;
+    return this.rec.process;
   }
 
   private async admitThenConnect(req: ProxyRequest): Promise<void> {
@@ -228,17 +190,17 @@ export class Connection {
     }
     if (this.state !== "admitting") return; // the client went away meanwhile
     if (!("verdict" in a)) return this.refuse(a);
-    this.verdict = a.verdict;
+    this.rec.verdict = a.verdict;
     if (!a.verdict.allowed) return this.deny(a.verdict, 403);
-    if (a.verdict.outcome === "would_deny") this.setOutcome("would_deny", null);
+    if (a.verdict.outcome === "would_deny") this.rec.setOutcome("would_deny", null);
     if (req.kind === "connect") this.helloGate = (first) => a.checkHello(first);
     this.connect(a.addrs);
   }
 
   /** A refusal by the policy: 403 (or a cut tunnel), naming the rule or guard row that decided. */
   private deny(v: Verdict, status: number): void {
-    this.verdict = v;
-    const text = `proxywall denied ${hostPort(this.dstHost, this.dstPort)}: ${v.reason}${v.rule ? ` (${v.rule})` : ""}`;
+    this.rec.verdict = v;
+    const text = `proxywall denied ${hostPort(this.rec.dstHost, this.rec.dstPort)}: ${v.reason}${v.rule ? ` (${v.rule})` : ""}`;
     this.refuse({ status, outcome: "denied", error: null }, { "X-Proxywall-Denied": v.rule ?? v.reason }, text);
   }
 
@@ -247,7 +209,7 @@ export class Connection {
       case "head":
         this.clearTimer();
         this.identify(); // the client sent its FIN; its socket is still in the table
-        this.setOutcome("client_error", this.head.length === 0 ? "client closed without sending a request" : "client closed before the request head was complete");
+        this.rec.setOutcome("client_error", this.head.length === 0 ? "client closed without sending a request" : "client closed before the request head was complete");
         this.client.destroy();
         break;
       case "open":
@@ -274,10 +236,10 @@ export class Connection {
   /** Tries each checked address in turn until one accepts. */
   private connect(addrs: readonly string[], i = 0, last: Refusal | null = null): void {
     const addr = addrs[i];
-    if (addr === undefined) return this.refuse(last ?? { status: 502, outcome: "connect_failed", error: `no address to connect to for ${this.dstHost}` });
+    if (addr === undefined) return this.refuse(last ?? { status: 502, outcome: "connect_failed", error: `no address to connect to for ${this.rec.dstHost}` });
     this.state = "connecting";
-    const target = hostPort(addr, this.dstPort);
-    const up = net.connect({ host: addr, port: this.dstPort, allowHalfOpen: true, noDelay: true });
+    const target = hostPort(addr, this.rec.dstPort);
+    const up = net.connect({ host: addr, port: this.rec.dstPort, allowHalfOpen: true, noDelay: true });
     this.upstream = up;
     this.upstreamClosed = false;
     this.timer = setTimeout(() => {
@@ -287,8 +249,8 @@ export class Connection {
     up.on("connect", () => this.onUpstreamConnect(addr));
     up.on("data", (d: Buffer) => {
       if (this.client.destroyed) return;
-      this.moved = true;
-      this.bytesDown += d.length;
+      this.idle.moved = true;
+      this.rec.bytesDown += d.length;
       this.wroteToClient = true;
       this.responseStatus?.feed(d);
       if (!this.client.write(d)) up.pause();
@@ -298,7 +260,7 @@ export class Connection {
       if (this.spliceWhenDrained) this.handOver();
     });
     up.on("end", () => {
-      if (this.responseStatus && this.bytesDown === 0) return this.refuse({ status: 502, outcome: "upstream_error", error: `${target} closed the connection without a response` });
+      if (this.responseStatus && this.rec.bytesDown === 0) return this.refuse({ status: 502, outcome: "upstream_error", error: `${target} closed the connection without a response` });
       this.client.end();
     });
     up.on("error", (e: NodeJS.ErrnoException) => {
@@ -324,10 +286,10 @@ export class Connection {
     if (this.state !== "connecting") return;
     this.clearTimer();
     this.state = "open";
-    this.dstAddr = addr;
+    this.rec.dstAddr = addr;
     this.startIdleClock();
     if (!this.responseStatus) {
-      this.status = 200;
+      this.rec.status = 200;
       this.wroteToClient = true;
       this.client.write(ESTABLISHED);
     }
@@ -346,7 +308,7 @@ export class Connection {
   private flushEarly(): void {
     let full = false;
     for (const b of this.early) {
-      this.bytesUp += b.length;
+      this.rec.bytesUp += b.length;
       full = !this.upstream!.write(b);
     }
     this.early = [];
@@ -370,9 +332,9 @@ export class Connection {
     this.helloGate = null;
     const refused = gate(first);
     if (refused?.allowed === false) {
-      this.verdict = refused;
+      this.rec.verdict = refused;
       // The client was told 200 already: the tunnel is cut before any byte reached the upstream.
-      this.setOutcome("denied", null);
+      this.rec.setOutcome("denied", null);
       this.clearTimer();
       this.client.destroy();
       this.upstream?.destroy();
@@ -380,8 +342,8 @@ export class Connection {
     }
     if (refused) {
       // Audit mode: what enforce would have cut goes through, and the line says so.
-      this.verdict = refused;
-      this.setOutcome("would_deny", null);
+      this.rec.verdict = refused;
+      this.rec.setOutcome("would_deny", null);
     }
     this.client.pause();
     this.flushEarly();
@@ -397,16 +359,16 @@ export class Connection {
       return;
     }
     this.spliced = spliceTunnel(this.client, this.upstream!, this.opts.idleTimeoutMs, (e) => this.onSpliceEnd(e));
-    if (this.spliced && this.idle) clearTimeout(this.idle);
+    if (this.spliced && this.idleTimer) clearTimeout(this.idleTimer);
   }
 
   private onSpliceEnd(e: SpliceEnd): void {
-    this.bytesUp += e.up;
-    this.bytesDown += e.down;
+    this.rec.bytesUp += e.up;
+    this.rec.bytesDown += e.down;
     const r = e.end;
-    if (r.kind === "idle") this.setOutcome("idle_timeout", idleError(this.opts.idleTimeoutMs));
-    else if (r.kind === "error" && !r.harmless) this.setOutcome(`${r.side}_error`, `${r.side}: ${r.op} ${errnoCode(r.errno)}`);
-    else if (r.kind === "failed") this.setOutcome("upstream_error", r.message);
+    if (r.kind === "idle") this.rec.setOutcome("idle_timeout", idleError(this.idle.timeoutMs));
+    else if (r.kind === "error" && !r.harmless) this.rec.setOutcome(`${r.side}_error`, `${r.side}: ${r.op} ${errnoCode(r.errno)}`);
+    else if (r.kind === "failed") this.rec.setOutcome("upstream_error", r.message);
     this.clientClosed = this.upstreamClosed = true;
     this.maybeFinish();
   }
@@ -415,12 +377,12 @@ export class Connection {
   private refuse(r: Omit<Refusal, "error"> & { error: string | null }, headers: Record<string, string> = {}, text = r.error ?? ""): void {
     if (this.state === "refused" || this.state === "done") return;
     this.clearTimer();
-    this.setOutcome(r.outcome, r.error);
+    this.rec.setOutcome(r.outcome, r.error);
     this.upstream?.destroy();
     if (this.wroteToClient || this.client.destroyed) return this.fail(r.outcome, r.error ?? text);
     this.identify();
     this.state = "refused";
-    this.status = r.status;
+    this.rec.status = r.status;
     this.wroteToClient = true;
     this.client.end(errorResponse(r.status, text, headers));
     // Keep reading (and dropping) what the client still sends, so that closing does not reset the
@@ -437,7 +399,7 @@ export class Connection {
     // sent its FIN.
     const c = this.client;
     const harmless = this.state === "open" && (outcome === "client_error" ? c.readableEnded || c.writableEnded : outcome === "upstream_error" && this.upstream!.readableEnded);
-    if (!harmless) this.setOutcome(outcome, error);
+    if (!harmless) this.rec.setOutcome(outcome, error);
     this.clearTimer();
     this.client.destroy();
     this.upstream?.destroy();
@@ -447,41 +409,17 @@ export class Connection {
     if (this.state === "done" || !this.clientClosed || !this.upstreamClosed) return;
     this.state = "done";
     this.clearTimer();
-    if (this.idle) clearTimeout(this.idle);
+    if (this.idleTimer) clearTimeout(this.idleTimer);
     this.upstream?.destroy();
     this.client.destroy();
-    if (this.responseStatus && this.status === 0) this.status = this.responseStatus.status;
+    if (this.responseStatus && this.rec.status === 0) this.rec.status = this.responseStatus.status;
     this.forget();
     try {
-      this.opts.onEvent(this.event());
+      this.opts.onEvent(this.rec.event());
     } catch (err) {
       // Called from a socket's close handler: a throw here would be an uncaught exception.
       diag.error(`proxy: writing a proxy_connect event: ${errorText(err)}`);
     }
     this.resolveDone();
-  }
-
-  private event(): ProxyConnect {
-    return {
-      v: 1,
-      event: "proxy_connect",
-      ts: nowTs(),
-      sandbox: this.opts.sandbox,
-      method: this.method,
-      client_addr: this.clientAddr,
-      client_port: this.clientPort,
-      dst_host: this.dstHost,
-      dst_addr: this.dstAddr,
-      dst_port: this.dstPort,
-      status: this.status,
-      bytes_up: this.bytesUp,
-      bytes_down: this.bytesDown,
-      duration_ms: Math.round((performance.now() - this.t0) * 10) / 10,
-      outcome: this.outcome ?? "ok",
-      rule: this.verdict?.rule ?? null,
-      reason: this.verdict && this.verdict.outcome !== "ok" ? this.verdict.reason : null,
-      error: this.error,
-      process: this.process,
-    };
   }
 }

@@ -13,6 +13,7 @@ import {
   EPOLL_EVENT_SIZE, EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP,
   closeFd, drainEventFd, epollAdd, epollWait, eventData, eventFlags, shutdownWrite, socketError, splice, writeFd,
 } from "../sys/splice.ts";
+import { IdleClock } from "./idle-clock.ts";
 import type { SpliceEnd, SpliceEnding, ToSpliceThread } from "./splice-relay.ts";
 
 declare const self: Worker;
@@ -44,10 +45,8 @@ interface Relay {
   upstream: number;
   up: Dir;
   down: Dir;
-  quarterMs: number;
+  idle: IdleClock;
   nextLook: number;
-  moved: boolean;
-  quiet: number;
 }
 
 let ep = -1;
@@ -84,7 +83,7 @@ function pump(r: Relay, d: Dir): boolean {
       if (n > 0) {
         d.bytes += n;
         d.carry = n === d.carry.length ? null : d.carry.subarray(n);
-        r.moved = true;
+        r.idle.moved = true;
       }
       if (d.carry) return true; // EPOLLOUT on `to` comes back here
     }
@@ -117,7 +116,7 @@ function pump(r: Relay, d: Dir): boolean {
       }
     }
     if (!progress) return true;
-    r.moved = true;
+    r.idle.moved = true;
   }
 }
 
@@ -137,18 +136,16 @@ function onEvent(flags: number, tag: number): void {
   }
 }
 
-/** The idle clock of each relay, as the JS relay's (connection.ts): four quiet looks a quarter apart. */
+/** The idle clock of each relay, as the JS relay's (idle-clock.ts); the time of the next look. */
 function look(now: number): number {
   let next = Infinity;
   for (const r of relays.values()) {
     if (now >= r.nextLook) {
-      r.quiet = r.moved ? 0 : r.quiet + 1;
-      r.moved = false;
-      if (r.quiet >= 4) {
+      if (r.idle.look()) {
         end(r, { kind: "idle" });
         continue;
       }
-      r.nextLook = now + r.quarterMs;
+      r.nextLook = now + r.idle.quarterMs;
     }
     next = Math.min(next, r.nextLook);
   }
@@ -182,10 +179,8 @@ function add(m: Extract<ToSpliceThread, { t: "add" }>): void {
     upstream: m.upstream,
     up: dir(m.client, m.upstream, m.pipeUp, m.toUpstream),
     down: dir(m.upstream, m.client, m.pipeDown, m.toClient),
-    quarterMs: m.idleMs / 4,
+    idle: new IdleClock(m.idleMs),
     nextLook: performance.now() + m.idleMs / 4,
-    moved: false,
-    quiet: 0,
   };
   relays.set(r.id, r);
   const events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
