@@ -19,7 +19,7 @@ import * as v from "valibot";
 import { ProxyConnect } from "../src/events/schema.ts";
 import { startProxy, type ProxyOptions } from "../src/proxy/http-proxy.ts";
 import { startRelay } from "../src/proxy/relay.ts";
-import { spliceReady } from "../src/proxy/splice-relay.ts";
+import { prepareSplice, spliceReady } from "../src/proxy/splice-relay.ts";
 import { admitAll } from "./support/admit.ts";
 import { waitFor } from "./support/wait.ts";
 
@@ -118,11 +118,10 @@ const event = (n: number) => waitFor(`proxy_connect #${n}`, () => events[n - 1],
 const extraPipes = (before: Record<string, number>) => (fds().pipe ?? 0) - (before.pipe ?? 0);
 
 beforeAll(async () => {
-  // The relay thread starts with the first proxy and stays for the process: its epoll and eventfd
-  // are not a leak, so every count below is taken after it.
-  const p = await startProxy({ listen: [{ host: "127.0.0.1", port: 0 }], sandbox: "splice", onEvent: () => {}, admit: admitAll });
+  // The relay thread starts with the first tunnel and stays for the process: its epoll and
+  // eventfd are not a leak, so every count below is taken after it.
+  prepareSplice();
   await spliceReady();
-  await p.close();
 });
 
 test("a tunnel moves to the kernel once open: 24 MiB each way at once, intact, exact counts; half-close passed on; nothing left after", async () => {

@@ -17,7 +17,7 @@ import { ResponseStatus, type ProxyRequest } from "./head.ts";
 import { HeadReader } from "./head-reader.ts";
 import { IdleClock, idleError } from "./idle-clock.ts";
 import { connectRefusal, errorResponse, hostPort, type Outcome, type Refusal } from "./refusals.ts";
-import { errnoCode, spliceTunnel, type SpliceEnd, type Spliced } from "./splice-relay.ts";
+import { errnoCode, prepareSplice, spliceReady, spliceStarting, spliceTunnel, type SpliceEnd, type Spliced } from "./splice-relay.ts";
 import { MAX_HELLO_BYTES, readFirstBytes, type FirstBytes } from "./tls-sni.ts";
 import type { Admit, Identify, Verdict } from "./admit.ts";
 
@@ -193,7 +193,10 @@ export class Connection {
     this.rec.verdict = a.verdict;
     if (!a.verdict.allowed) return this.deny(a.verdict, 403);
     if (a.verdict.outcome === "would_deny") this.rec.setOutcome("would_deny", null);
-    if (req.kind === "connect") this.helloGate = (first) => a.checkHello(first);
+    if (req.kind === "connect") {
+      this.helloGate = (first) => a.checkHello(first);
+      prepareSplice();
+    }
     this.connect(a.addrs);
   }
 
@@ -353,13 +356,15 @@ export class Connection {
   /** From here on the tunnel only carries bytes: they move in the kernel, off this thread, where that can be done. */
   private handOver(): void {
     this.spliceWhenDrained = false;
-    if (this.state !== "open") return;
+    if (this.state !== "open" || this.spliced) return;
     if (this.client.writableLength > 0 || this.upstream!.writableLength > 0) {
       this.spliceWhenDrained = true; // the JS relay goes on meanwhile; "drain" comes back here
       return;
     }
     this.spliced = spliceTunnel(this.client, this.upstream!, this.opts.idleTimeoutMs, (e) => this.onSpliceEnd(e));
     if (this.spliced && this.idleTimer) clearTimeout(this.idleTimer);
+    // The thread is still starting (the first tunnel): the JS relay goes on until it is ready.
+    else if (!this.spliced && spliceStarting()) void spliceReady().then((ok) => ok && this.handOver());
   }
 
   private onSpliceEnd(e: SpliceEnd): void {

@@ -30,7 +30,6 @@ import type { ProxyConnect } from "../events/schema.ts";
 import { inNetns } from "../sys/netns.ts";
 import { Connection, type Admit, type ConnectionOptions, type Identify } from "./connection.ts";
 import { hostPort } from "./refusals.ts";
-import { prepareSplice } from "./splice-relay.ts";
 import { DEFAULT_IDLE_TIMEOUT_S, DEFAULT_MAX_CLIENTS } from "./defaults.ts";
 
 
@@ -114,8 +113,6 @@ export async function startProxy(opts: ProxyOptions): Promise<ProxyHandle> {
     await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     throw e;
   }
-  // The relay thread starts now, so that it is ready by the first tunnel.
-  prepareSplice();
   let closing: Promise<void> | null = null;
   const maxClients = opts.maxClients ?? DEFAULT_MAX_CLIENTS;
   const copts: ConnectionOptions = {

@@ -24,10 +24,10 @@ export async function startRelay(opts: { listen: { host: string; port: number }[
     await closeAll();
     throw e;
   }
-  prepareSplice();
   for (const server of servers) {
     server.on("error", () => {});
     server.on("connection", (client: net.Socket) => {
+      prepareSplice(); // the first connection starts the relay thread; it is ready by the next
       const upstream = net.connect({ host: opts.to.host, port: opts.to.port, allowHalfOpen: true });
       for (const sock of [client, upstream]) {
         open.add(sock);

@@ -84,13 +84,26 @@ export const errnoCode = (n: number): string => ERRNO_CODES.get(n) ?? `errno ${n
 
 let thread: Thread | null = null;
 let nextId = 1;
+let settled = false;
 let readyNow: (ok: boolean) => void = () => {};
-const ready = new Promise<boolean>((r) => (readyNow = r));
+const ready = new Promise<boolean>((r) => {
+  readyNow = (ok) => {
+    settled = true;
+    r(ok);
+  };
+});
 
 /** Resolves true once tunnels can be spliced, false if they cannot (tests and benches wait for it). */
 export const spliceReady = (): Promise<boolean> => ready;
 
-/** Starts the relay thread, once per process, so that it is ready before the first tunnel opens. */
+/** True while the relay thread is starting: a tunnel that asks meanwhile can wait for spliceReady(). */
+export const spliceStarting = (): boolean => thread !== null && !settled;
+
+/**
+ * Starts the relay thread, once per process, when the first tunnel is admitted: it is ready by the
+ * time the tunnel is (its upstream connected, its ClientHello read), and a run that opens no
+ * tunnel, as most short ones, does not pay for a thread (its start-up and 3-4 MB).
+ */
 export function prepareSplice(): void {
   if (thread) return;
   if (process.env.PROXYWALL_NO_SPLICE === "1") return readyNow(false);
