@@ -18,5 +18,8 @@ describe("libc and errno", () => {
   test("errno names, and a number for one without a name", () => {
     expect([errnoName(1), errnoName(105), errnoName(95)]).toEqual(["EPERM", "ENOBUFS", "EOPNOTSUPP"]);
     expect(errnoName(4095)).toBe("errno 4095");
+    // Every number the runtime names, with the name node:net messages use (a relayed tunnel's
+    // errors read as the JS relay's did: "client: read ECONNRESET").
+    expect([errnoName(104), errnoName(11), errnoName(524)]).toEqual(["ECONNRESET", "EAGAIN", "ENOTSUPP"]);
   });
 });

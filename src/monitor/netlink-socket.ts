@@ -13,9 +13,8 @@ import { EINTR, ENOBUFS, EPERM, errnoName } from "../sys/errno.ts";
 import { errno, libc } from "../sys/libc.ts";
 import { inNetns } from "../sys/netns.ts";
 import { AF_NETLINK, ackOf, checkInt, NETLINK_NETFILTER, NetlinkError } from "./netlink-codec.ts";
-import { MSG_DONTWAIT, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW } from "../sys/socket-abi.ts";
+import { MSG_DONTWAIT, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_RAW, SOL_SOCKET } from "../sys/socket-abi.ts";
 
-const SOL_SOCKET = 1;
 const SO_RCVBUF = 8;
 const SO_RCVBUFFORCE = 33;
 const SOL_NETLINK = 270;

@@ -17,7 +17,8 @@ import { ResponseStatus, type ProxyRequest } from "./head.ts";
 import { HeadReader } from "./head-reader.ts";
 import { IdleClock, idleError } from "./idle-clock.ts";
 import { connectRefusal, errorResponse, hostPort, type Outcome, type Refusal } from "./refusals.ts";
-import { errnoCode, prepareSplice, spliceReady, spliceStarting, spliceTunnel, type SpliceEnd, type Spliced } from "./splice-relay.ts";
+import { errnoName } from "../sys/errno.ts";
+import { prepareSplice, spliceReady, spliceStarting, spliceTunnel, type SpliceEnd, type Spliced } from "./splice-relay.ts";
 import { MAX_HELLO_BYTES, readFirstBytes, type FirstBytes } from "./tls-sni.ts";
 import type { Admit, Identify, Verdict } from "./admit.ts";
 
@@ -372,7 +373,7 @@ export class Connection {
     this.rec.bytesDown += e.down;
     const r = e.end;
     if (r.kind === "idle") this.rec.setOutcome("idle_timeout", idleError(this.idle.timeoutMs));
-    else if (r.kind === "error" && !r.harmless) this.rec.setOutcome(`${r.side}_error`, `${r.side}: ${r.op} ${errnoCode(r.errno)}`);
+    else if (r.kind === "error" && !r.harmless) this.rec.setOutcome(`${r.side}_error`, `${r.side}: ${r.op} ${errnoName(r.errno)}`);
     else if (r.kind === "failed") this.rec.setOutcome("upstream_error", r.message);
     this.clientClosed = this.upstreamClosed = true;
     this.maybeFinish();

@@ -11,7 +11,6 @@
 //
 // PROXYWALL_NO_SPLICE=1 keeps every tunnel on the JS relay (for measurements against it).
 import type net from "node:net";
-import { constants } from "node:os";
 import { closeFd, dupFd, epollCreate, makeEventFd, makePipe, wake } from "../sys/splice.ts";
 
 /**
@@ -76,11 +75,6 @@ interface Thread {
 
 /** See watch-thread.ts: in the compiled binary a Worker path resolves against the bundle's root. */
 const WORKER = import.meta.url.startsWith("file:///$bunfs/") ? "./proxy/splice-worker.ts" : new URL("./splice-worker.ts", import.meta.url).href;
-
-const ERRNO_CODES = new Map(Object.entries(constants.errno).map(([name, n]) => [n, name]));
-
-/** "ECONNRESET" for 104: the code node:net puts into its messages ("read ECONNRESET"). */
-export const errnoCode = (n: number): string => ERRNO_CODES.get(n) ?? `errno ${n}`;
 
 let thread: Thread | null = null;
 let nextId = 1;

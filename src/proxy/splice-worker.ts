@@ -13,13 +13,12 @@ import {
   EPOLL_EVENT_SIZE, EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP,
   closeFd, drainEventFd, epollAdd, epollWait, eventData, eventFlags, shutdownWrite, socketError, splice, writeFd,
 } from "../sys/splice.ts";
+import { EAGAIN, EINTR } from "../sys/errno.ts";
 import { IdleClock } from "./idle-clock.ts";
 import type { SpliceEnd, SpliceEnding, ToSpliceThread } from "./splice-relay.ts";
 
 declare const self: Worker;
 
-const EAGAIN = 11;
-const EINTR = 4;
 const WAKE_TAG = 0xffffffff;
 
 /** One direction: `from`'s bytes into the pipe, the pipe into `to`. */

@@ -1,5 +1,6 @@
 // errno values and their names, for messages (asm-generic/errno-base.h, asm-generic/errno.h: the
 // same on x86_64 and arm64). Pure: no FFI here; reading errno itself is libc.ts's errno().
+import { constants } from "node:os";
 
 export const EPERM = 1;
 export const ENOENT = 2;
@@ -9,13 +10,16 @@ export const EAGAIN = 11;
 export const EOPNOTSUPP = 95;
 export const ENOBUFS = 105;
 
-const NAMES: Record<number, string> = {
-  1: "EPERM", 2: "ENOENT", 3: "ESRCH", 4: "EINTR", 9: "EBADF", 11: "EAGAIN", 12: "ENOMEM", 13: "EACCES",
-  16: "EBUSY", 17: "EEXIST", 19: "ENODEV", 22: "EINVAL", 24: "EMFILE", 34: "ERANGE", 93: "EPROTONOSUPPORT",
-  95: "EOPNOTSUPP", 97: "EAFNOSUPPORT", 105: "ENOBUFS", 111: "ECONNREFUSED", 524: "ENOTSUPP",
-};
+/**
+ * Every name the runtime knows (the names node:net puts in its messages, "read ECONNRESET"), the
+ * first of two for one number (EAGAIN, not EWOULDBLOCK), and two the kernel uses that it lacks.
+ */
+const NAMES = new Map<number, string>();
+for (const [name, n] of Object.entries(constants.errno)) if (!NAMES.has(n)) NAMES.set(n, name);
+NAMES.set(95, "EOPNOTSUPP"); // not ENOTSUP: the name the netlink and socket calls document
+NAMES.set(524, "ENOTSUPP"); // kernel-internal, returned by some netfilter requests
 
-/** "EPERM" for 1; "errno N" for a number without a name here. */
+/** "EPERM" for 1; "errno N" for a number without a name. */
 export function errnoName(n: number): string {
-  return NAMES[n] ?? `errno ${n}`;
+  return NAMES.get(n) ?? `errno ${n}`;
 }

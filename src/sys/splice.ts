@@ -2,6 +2,7 @@
 // over libc.ts with the Linux constants and struct layouts they need. Every call is non-blocking
 // except epollWait, which the relay thread makes on purpose.
 import { errno, libc } from "./libc.ts";
+import { SHUT_WR, SO_ERROR, SOL_SOCKET } from "./socket-abi.ts";
 
 export const SPLICE_F_MOVE = 1;
 export const SPLICE_F_NONBLOCK = 2;
@@ -12,14 +13,10 @@ export const EPOLLHUP = 0x010;
 export const EPOLLRDHUP = 0x2000;
 export const EPOLLET = 0x80000000;
 const EPOLL_CTL_ADD = 1;
-const EPOLL_CTL_DEL = 2;
 const O_NONBLOCK = 0o4000;
 const O_CLOEXEC = 0o2000000;
 const F_DUPFD_CLOEXEC = 1030;
 const F_SETPIPE_SZ = 1031;
-const SHUT_WR = 1;
-const SOL_SOCKET = 1;
-const SO_ERROR = 4;
 const EFD_NONBLOCK = 0o4000;
 const EFD_CLOEXEC = 0o2000000;
 
@@ -76,8 +73,6 @@ export function epollAdd(ep: number, fd: number, events: number, data: number): 
   view.setUint32(DATA_OFFSET, data >>> 0, true);
   return orErrno(libc().epoll_ctl(ep, EPOLL_CTL_ADD, fd, ev));
 }
-
-export const epollDel = (ep: number, fd: number): number => orErrno(libc().epoll_ctl(ep, EPOLL_CTL_DEL, fd, null));
 
 /** Ready events into `buf` (room for buf.byteLength / EPOLL_EVENT_SIZE); the count or -errno. */
 export const epollWait = (ep: number, buf: Uint8Array, timeoutMs: number): number =>
