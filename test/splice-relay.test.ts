@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { compile } from "../build.ts";
 import { inNetns } from "../src/sys/netns.ts";
+import { finPending } from "../src/sys/splice.ts";
 import { eventsOf, splitStderr } from "./support/events.ts";
 import { linkToHost, testNetns } from "./support/netns.ts";
 import { describePrivileged, TEST_ARGS } from "./support/privileged.ts";
@@ -404,4 +405,31 @@ describePrivileged("the compiled binary", () => {
       srv.close();
     }
   }, 120_000);
+});
+
+test("finPending: true when the peer's FIN is the next thing to read, false with a byte before it or nothing yet", async () => {
+  const ends: ((s: net.Socket) => void)[] = [(s) => s.end(), (s) => s.end("abc"), () => {}];
+  const accepted: net.Socket[] = [];
+  const server = net.createServer((s) => {
+    accepted.push(s);
+    ends[accepted.length - 1]!(s);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const clients: net.Socket[] = [];
+  try {
+    const fdOf = (s: net.Socket) => (s as unknown as { _handle: { fd: number } })._handle.fd;
+    for (let i = 0; i < ends.length; i++) {
+      // Paused from the start: nothing reads the socket but finPending's peek.
+      const c = net.connect((server.address() as net.AddressInfo).port, "127.0.0.1").pause();
+      clients.push(c);
+      await new Promise((r) => c.once("connect", r));
+      await waitFor("the server's side", () => accepted.length === i + 1);
+    }
+    await waitFor("the FIN", () => finPending(fdOf(clients[0]!)));
+    await Bun.sleep(50); // the second peer's bytes and FIN have come too by now
+    expect([finPending(fdOf(clients[0]!)), finPending(fdOf(clients[1]!)), finPending(fdOf(clients[2]!))]).toEqual([true, false, false]);
+  } finally {
+    for (const s of [...clients, ...accepted]) s.destroy();
+    server.close();
+  }
 });

@@ -11,7 +11,7 @@
 // kernel says EAGAIN.
 import {
   EPOLL_EVENT_SIZE, EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP,
-  closeFd, drainEventFd, epollAdd, epollWait, eventData, eventFlags, shutdownWrite, socketError, splice, writeFd,
+  closeFd, drainEventFd, epollAdd, epollWait, eventData, eventFlags, finPending, shutdownWrite, socketError, splice, writeFd,
 } from "../sys/splice.ts";
 import { EAGAIN, EINTR } from "../sys/errno.ts";
 import { IdleClock } from "./idle-clock.ts";
@@ -64,9 +64,16 @@ function end(r: Relay, e: SpliceEnding): void {
   self.postMessage(m);
 }
 
-/** An error on one side; harmless as the JS relay judges it: nothing is lost by a reset after that side's FIN. */
+/**
+ * An error on one side; harmless as the JS relay judges it: nothing is lost by a reset after that
+ * side's FIN, or by the client's reset once the destination's FIN has come. Events come in no
+ * fixed order (and a tunnel handed over late has both sides' news waiting at once), so a FIN the
+ * destination sent that this thread has not read yet counts: the JS relay, seeing events in the
+ * order they came, would have read it first.
+ */
 function fail(r: Relay, fd: number, op: "read" | "write", err: number): false {
   const side = fd === r.client ? "client" : "upstream";
+  if (side === "client" && !r.down.eof && r.down.inPipe === 0 && finPending(r.upstream)) r.down.eof = true;
   const harmless = side === "client" ? r.up.eof || r.down.eof : r.down.eof;
   end(r, { kind: "error", side, op, errno: err, harmless });
   return false;

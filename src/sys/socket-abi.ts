@@ -8,6 +8,7 @@ export const SOCK_DGRAM = 2;
 export const SOCK_RAW = 3;
 export const SOCK_NONBLOCK = 0o4000;
 export const SOCK_CLOEXEC = 0o2000000;
+export const MSG_PEEK = 0x2;
 export const MSG_DONTWAIT = 0x40;
 export const SOL_SOCKET = 1;
 export const SO_ERROR = 4;

@@ -2,7 +2,7 @@
 // over libc.ts with the Linux constants and struct layouts they need. Every call is non-blocking
 // except epollWait, which the relay thread makes on purpose.
 import { errno, libc } from "./libc.ts";
-import { SHUT_WR, SO_ERROR, SOL_SOCKET } from "./socket-abi.ts";
+import { MSG_DONTWAIT, MSG_PEEK, SHUT_WR, SO_ERROR, SOL_SOCKET } from "./socket-abi.ts";
 
 export const SPLICE_F_MOVE = 1;
 export const SPLICE_F_NONBLOCK = 2;
@@ -55,6 +55,11 @@ export const writeFd = (fd: number, bytes: Uint8Array): number => orErrno(Number
 
 /** Our FIN to the peer; the other direction keeps flowing. */
 export const shutdownWrite = (fd: number): number => orErrno(libc().shutdown(fd, SHUT_WR));
+
+const PEEK = new Uint8Array(1);
+
+/** Whether the peer's FIN is the next thing `fd` would read, with no byte before it (a peek: nothing is taken). */
+export const finPending = (fd: number): boolean => Number(libc().recv(fd, PEEK, 1, MSG_PEEK | MSG_DONTWAIT)) === 0;
 
 /** The socket's pending error (SO_ERROR, which reading clears), 0 for none. */
 export function socketError(fd: number): number {
