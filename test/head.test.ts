@@ -59,12 +59,21 @@ describe("parseAuthority", () => {
     expect(parseAuthority("10.0.0.1:00443")).toEqual({ host: "10.0.0.1", port: 443 });
   });
 
+  test("a CONNECT's IPv6 address without brackets (Python 3.11 writes it so): the port after the last colon", () => {
+    expect(parseAuthority("::1:443")).toEqual({ host: "::1", port: 443 });
+    expect(parseAuthority("2001:db8::1:8443")).toEqual({ host: "2001:db8::1", port: 8443 });
+    expect(parseAuthority("1:2:3:4:5:6:7:8:443")).toEqual({ host: "1:2:3:4:5:6:7:8", port: 443 });
+    expect(parseAuthority("::ffff:127.0.0.1:80")).toEqual({ host: "::ffff:127.0.0.1", port: 80 });
+  });
+
   test("the reasons, exactly", () => {
     expect(reason(() => parseAuthority("example.com"))).toBe('"example.com" has no port: CONNECT needs host:port');
     expect(reason(() => parseAuthority("[::1]"))).toBe('"[::1]" has no port: CONNECT needs host:port');
     expect(reason(() => parseAuthority("[::1:443"))).toBe('malformed host "[::1:443": no closing ]');
     expect(reason(() => parseAuthority("[1.2.3.4]:443"))).toBe('malformed host "[1.2.3.4]:443": not an IPv6 address in brackets');
-    expect(reason(() => parseAuthority("::1:443"))).toBe('malformed host "::1:443": an IPv6 address must be in brackets');
+    expect(reason(() => parseAuthority("::1:443", 80))).toBe('malformed host "::1:443": an IPv6 address must be in brackets');
+    expect(reason(() => parseAuthority("fe80::1%eth0:443"))).toBe('malformed host "fe80::1%eth0:443": not an IPv6 address and port');
+    expect(reason(() => parseAuthority("a:b:443"))).toBe('malformed host "a:b:443": not an IPv6 address and port');
     expect(reason(() => parseAuthority(":443"))).toBe('malformed host ":443"');
     expect(reason(() => parseAuthority("exa%mple.com:443"))).toBe('malformed host "exa%mple.com:443"');
     expect(reason(() => parseAuthority("[::1]x"))).toBe('malformed port in "[::1]x"');

@@ -277,7 +277,7 @@ test("heads: end detection, CONNECT targets, rewriting, refusals", () => {
     "CONNECT example.com HTTP/1.1\r\n\r\n", // no port
     "CONNECT example.com:0 HTTP/1.1\r\n\r\n",
     "CONNECT example.com:65536 HTTP/1.1\r\n\r\n",
-    "CONNECT 2001:db8::1:443 HTTP/1.1\r\n\r\n", // v6 without brackets
+    "GET http://2001:db8::1:443/ HTTP/1.1\r\n\r\n", // v6 without brackets in a URL
     "CONNECT [nonsense]:443 HTTP/1.1\r\n\r\n",
     "GET http://exa mple.com/ HTTP/1.1\r\n\r\n",
     "GET http://example.com/ HTTP/2.0\r\n\r\n",

@@ -52,7 +52,12 @@ export type ProxyRequest =
       upstreamHead: string;
     } & HostPort);
 
-/** `host:port` or `[v6]:port` (authority-form); `defaultPort` applies when no port is given. */
+/**
+ * `host:port` or `[v6]:port` (authority-form); `defaultPort` applies when no port is given. With
+ * no default (CONNECT, whose port is required), an IPv6 address without brackets is read too, the
+ * port after its last colon: Python 3.11's http.client writes `CONNECT ::1:443` (fixed in 3.12),
+ * and a CONNECT has only that one reading.
+ */
 export function parseAuthority(text: string, defaultPort?: number): HostPort {
   let host: string;
   let rest: string;
@@ -63,6 +68,11 @@ export function parseAuthority(text: string, defaultPort?: number): HostPort {
     // A zone id (%eth0) names an interface of proxywall's own: never a destination.
     if (!isIPv6(host) || host.includes("%")) throw new BadRequest(`malformed host "${text}": not an IPv6 address in brackets`);
     rest = text.slice(close + 1);
+  } else if (defaultPort === undefined && text.indexOf(":") !== text.lastIndexOf(":")) {
+    const colon = text.lastIndexOf(":");
+    host = text.slice(0, colon);
+    if (!isIPv6(host) || host.includes("%")) throw new BadRequest(`malformed host "${text}": not an IPv6 address and port`);
+    rest = text.slice(colon);
   } else {
     const colon = text.indexOf(":");
     if (colon !== text.lastIndexOf(":")) throw new BadRequest(`malformed host "${text}": an IPv6 address must be in brackets`);
