@@ -58,9 +58,13 @@ function checkLabels(name: string): string | null {
  * URL parser refuses) -> error. IPv6 may come with or without brackets; a zone id is refused.
  */
 export function normaliseHost(host: string): NormalisedHost {
-  if (host.length > MAX_NAME + 2) return { error: `host longer than ${MAX_NAME} characters` };
   const plain = plainName(host);
-  if (plain !== null) return { name: plain };
+  return plain !== null ? { name: plain } : normaliseOther(host);
+}
+
+/** normaliseHost for a host plainName did not take (decideTarget asks plainName itself first). */
+export function normaliseOther(host: string): NormalisedHost {
+  if (host.length > MAX_NAME + 2) return { error: `host longer than ${MAX_NAME} characters` };
   if (host.length === 0) return { error: "empty host" };
   if (host.charCodeAt(0) === 91 /* [ */) {
     if (!host.endsWith("]")) return { error: `${host}: unbalanced [` };

@@ -1,7 +1,7 @@
 // What the proxy calls: load a policy once, decide each request before resolving (the name or the
 // literal address) and after (every address the name resolved to; the proxy connects only to an
 // address returned here, with no second lookup, so DNS rebinding cannot slip through).
-import { type AddrFacts, normaliseHost, plainName, readAddr } from "./address.ts";
+import { type AddrFacts, normaliseOther, plainName, readAddr } from "./address.ts";
 import type { Policy } from "./policy.ts";
 import { type Verdict, guardVerdict } from "./verdict.ts";
 
@@ -36,7 +36,7 @@ export function decideTarget(
   // The common case, a plain name, without the object normaliseHost returns.
   const plain = plainName(host);
   if (plain !== null) return nameTarget(p, plain, port, exe);
-  const h = normaliseHost(host);
+  const h = normaliseOther(host);
   if ("error" in h) return { kind: "name", name: host, verdict: badHost(h.error) };
   if ("name" in h) return nameTarget(p, h.name, port, exe);
   readAddr(h.addr, FACTS);
