@@ -66,9 +66,10 @@ describe("the name index agrees with a scan over every rule", () => {
   test("random exact and wildcard rules, random names and ports", () => {
     const rnd = mulberry32(0x1dea);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
-    // Few labels, so that names, rules and their suffixes collide often (and in the filter too).
+    // Few labels, so that names, rules and their suffixes collide often (and in the filter too);
+    // short sites and TLDs too, for suffixes of every length ("x.io" has four characters).
     const label = () => pick(["a", "b", "ab", "ba", "cdn", "api", "x-1", "ex_2"]);
-    const name = (n: number) => [...Array.from({ length: n }, label), pick(["example", "sample"]), pick(["com", "org"])].join(".");
+    const name = (n: number) => [...Array.from({ length: n }, label), pick(["example", "sample", "x", "ab"]), pick(["com", "org", "io"])].join(".");
     for (let round = 0; round < 30; round++) {
       const allow: string[] = [];
       const deny: string[] = [];

@@ -202,12 +202,14 @@ class NameTable {
   /**
    * The key of the text of `s` from `start` on: its length and four of its characters, the first
    * two and those in the middle and near the end (names that share a prefix such as "api." or
-   * "www." differ there). NaN past the end counts as 0, alike for both sides.
+   * "www." differ there). Only characters of the text itself are read (a suffix shorter than five
+   * would otherwise see the dot before it, which the rule's own text does not have); NaN past the
+   * end counts as 0, alike for both sides.
    */
   private static key(s: string, start: number): number {
     const len = s.length - start;
     let h = Math.imul(len ^ (s.charCodeAt(start) << 8) ^ (s.charCodeAt(start + 1) << 16), 0x9e3779b1);
-    h = Math.imul(h ^ s.charCodeAt(start + (len >> 1)) ^ (s.charCodeAt(s.length - 5) << 8), 0x85ebca6b);
+    h = Math.imul(h ^ s.charCodeAt(start + (len >> 1)) ^ (s.charCodeAt(start + Math.max(0, len - 5)) << 8), 0x85ebca6b);
     return (h ^ (h >>> 16)) & 0xffff;
   }
 
