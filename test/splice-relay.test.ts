@@ -373,16 +373,20 @@ describePrivileged("the compiled binary", () => {
     try {
       // curl -p: a CONNECT tunnel for plain http, through the proxy's door.
       const cmd = ["bash", "-c", `curl -sS -m 30 -p http://${link.ns4}:${port}/file | sha256sum; sleep 1`];
-      const p = Bun.spawn([bin, "run", ...TEST_ARGS, "--allow", `${link.ns4}:${port}`, "--", ...cmd], { stdout: "pipe", stderr: "pipe", env: { ...process.env, NO_COLOR: "1" } });
+      // PROXYWALL_DEBUG: proxywall says when the tunnel moves (the relay thread starts with the
+      // first tunnel, so the hand-over may come a little after the request).
+      const env = { ...process.env, NO_COLOR: "1", PROXYWALL_DEBUG: "1" };
+      const p = Bun.spawn([bin, "run", ...TEST_ARGS, "--allow", `${link.ns4}:${port}`, "--", ...cmd], { stdout: "pipe", stderr: "pipe", env });
       const timer = setTimeout(() => p.kill("SIGKILL"), 60_000);
       try {
-        await waitFor("the request through the tunnel", () => asked || p.exitCode !== null, 30_000);
-        const during = fds(p.pid).pipe ?? 0;
         let stderr = "";
         const dec = new TextDecoder();
         const reading = (async () => {
           for await (const chunk of p.stderr) stderr += dec.decode(chunk, { stream: true });
         })();
+        await waitFor("the request through the tunnel", () => asked || p.exitCode !== null, 30_000);
+        await waitFor("the hand-over to the splice relay", () => stderr.includes("moves to the splice relay") || p.exitCode !== null, 30_000);
+        const during = fds(p.pid).pipe ?? 0;
         release();
         // The tunnel's event is written when it closes; CMD then sleeps a second.
         await waitFor("the proxy_connect line", () => stderr.includes('"proxy_connect"'), 30_000);

@@ -363,9 +363,12 @@ export class Connection {
       return;
     }
     this.spliced = spliceTunnel(this.client, this.upstream!, this.opts.idleTimeoutMs, (e) => this.onSpliceEnd(e));
-    if (this.spliced && this.idleTimer) clearTimeout(this.idleTimer);
+    if (this.spliced) {
+      if (this.idleTimer) clearTimeout(this.idleTimer);
+      diag.debug(`proxy: the tunnel to ${hostPort(this.rec.dstHost, this.rec.dstPort)} moves to the splice relay`);
+    }
     // The thread is still starting (the first tunnel): the JS relay goes on until it is ready.
-    else if (!this.spliced && spliceStarting()) void spliceReady().then((ok) => ok && this.handOver());
+    else if (spliceStarting()) void spliceReady().then((ok) => ok && this.handOver());
   }
 
   private onSpliceEnd(e: SpliceEnd): void {
