@@ -9,6 +9,7 @@ import { makeWakeFd, wakeUp } from "./netlink-poll.ts";
 import { bindNflog } from "./nflog-socket.ts";
 import { bindNfqueue } from "./nfqueue-socket.ts";
 import { bindResponder, type ResponderSocket } from "./dns-responder.ts";
+import { workerPath } from "../sys/worker-path.ts";
 
 /** Slots of the Int32Array both threads share. */
 export const SHARED = { cmdPid: 0, probing: 1, enobufs: 2, heapKiB: 3, size: 4 } as const;
@@ -68,12 +69,7 @@ export interface WatchThread {
 
 const STOP_TIMEOUT_MS = 2000;
 
-/**
- * From source, the file next to this one. In the compiled binary every build entrypoint sits under
- * the bundle's root (src/) and this code in a chunk at that root, where a Worker path resolves
- * against the root, not against this chunk (measured: the URL form fails there).
- */
-const WORKER = import.meta.url.startsWith("file:///$bunfs/") ? "./monitor/watch-worker.ts" : new URL("./watch-worker.ts", import.meta.url).href;
+const WORKER = workerPath("monitor/watch-worker.ts");
 
 export function startWatchThread(o: WatchThreadOptions): WatchThread {
   const opened: number[] = [];

@@ -12,6 +12,7 @@
 // PROXYWALL_NO_SPLICE=1 keeps every tunnel on the JS relay (for measurements against it).
 import type net from "node:net";
 import { closeFd, dupFd, epollCreate, makeEventFd, makePipe, wake } from "../sys/splice.ts";
+import { workerPath } from "../sys/worker-path.ts";
 
 /**
  * Pipe size, per direction. With 1 MiB a 256 MiB download took about 450 splice(2) calls in and
@@ -73,8 +74,7 @@ interface Thread {
   live: Map<number, Live>;
 }
 
-/** See watch-thread.ts: in the compiled binary a Worker path resolves against the bundle's root. */
-const WORKER = import.meta.url.startsWith("file:///$bunfs/") ? "./proxy/splice-worker.ts" : new URL("./splice-worker.ts", import.meta.url).href;
+const WORKER = workerPath("proxy/splice-worker.ts");
 
 let thread: Thread | null = null;
 let nextId = 1;
