@@ -13,6 +13,7 @@ import { fmtMs, quantile, randomId, requireTool, table } from "./support.ts";
 const PROXY_ADDR = "10.209.16.1";
 const UPSTREAM_ADDR = "10.209.16.2";
 const ROLES = `${import.meta.dir}/policy-roles.ts`;
+const BARE_RELAY = `${import.meta.dir}/bare-relay.py`;
 /** What proxywall's run executes itself with, unless the user chose JIT options. */
 const PROXYWALL_TIERS = "BUN_JSC_useDFGJIT" in process.env || "BUN_JSC_useFTLJIT" in process.env ? {} : { BUN_JSC_useDFGJIT: "0", BUN_JSC_useFTLJIT: "0" };
 
@@ -24,6 +25,9 @@ export interface ProxyBenchOptions {
 }
 
 type Child = Bun.Subprocess<"pipe", "pipe", "pipe">;
+/** The ways the file is downloaded, in the order of each round (policy-roles.ts's client). */
+const PATHS = ["direct", "tunnel", "bare"] as const;
+type Path = (typeof PATHS)[number];
 
 function ip(args: string[]): void {
   const p = Bun.spawnSync([requireTool("ip", true), ...args], { stdout: "pipe", stderr: "pipe", timeout: 10_000 });
@@ -63,11 +67,12 @@ export async function proxyBench(o: ProxyBenchOptions): Promise<string[]> {
   const file = `${process.env.TMPDIR ?? "/tmp"}/proxywall-bench-policy-${id}.bin`;
   const children: Child[] = [];
   const enter = (ns: string) => [requireTool("nsenter", true), `--net=/run/netns/${ns}`, "--"];
-  const spawn = (ns: string, args: string[], env: Record<string, string | undefined> = process.env) => {
-    const c: Child = Bun.spawn([...enter(ns), process.execPath, ROLES, ...args], { stdin: "pipe", stdout: "pipe", stderr: "pipe", env });
+  const spawnCmd = (ns: string, cmd: string[], env: Record<string, string | undefined> = process.env) => {
+    const c: Child = Bun.spawn([...enter(ns), ...cmd], { stdin: "pipe", stdout: "pipe", stderr: "pipe", env });
     children.push(c);
     return c;
   };
+  const spawn = (ns: string, args: string[], env: Record<string, string | undefined> = process.env) => spawnCmd(ns, [process.execPath, ROLES, ...args], env);
   const onSignal = () => void cleanup().then(() => process.exit(130));
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
@@ -111,15 +116,19 @@ export async function proxyBench(o: ProxyBenchOptions): Promise<string[]> {
     const pxChild = spawn(proxyNs, ["proxy", `10.209.16.0/30:${up.port as number}`, String(o.rules)], proxyEnv);
     const px = await firstLine(pxChild, "the proxies", 60_000);
     const [portA, portB] = px.ports as number[];
+    // The floor: a bare splice relay of another implementation, no HTTP and no policy.
+    const relayChild = spawnCmd(proxyNs, [requireTool("python3"), BARE_RELAY, UPSTREAM_ADDR, String(up.port as number)]);
+    const relay = await firstLine(relayChild, "the bare relay", 20_000);
     const rules = px.rules as number[];
-    const timeoutS = 60 + o.requests * 3 * 0.05 + o.fileRuns * 2 * 30;
+    const timeoutS = 60 + o.requests * 3 * 0.05 + o.fileRuns * 3 * 30;
     // nsenter --net execs the command in place: each child's pid is the role's own, whose CPU time the client reads.
-    const pids = [String(pxChild.pid), String(upChild.pid)];
-    const res = await firstLine(spawn(proxyNs, ["client", upstream, String(portA), String(portB), String(o.requests), String(fileBytes), String(o.fileRuns), ...pids]), "the client", timeoutS * 1000);
+    const pids = [String(pxChild.pid), String(upChild.pid), String(relayChild.pid)];
+    const ports = [String(portA), String(portB), String(relay.port as number)];
+    const res = await firstLine(spawn(proxyNs, ["client", upstream, ...ports, String(o.requests), String(fileBytes), String(o.fileRuns), ...pids]), "the client", timeoutS * 1000);
     const ms = res.ms as { direct: number[]; one: number[]; many: number[] };
-    const mibs = res.mibs as { direct: number[]; tunnel: number[] };
+    const mibs = res.mibs as Record<Path, number[]>;
     type CpuRun = { client: number; proxy: number; upstream: number; machine: number };
-    const cpu = res.cpu as { direct: CpuRun[]; tunnel: CpuRun[] };
+    const cpu = res.cpu as Record<Path, CpuRun[]>;
 
     const [d, one, many] = [stats(ms.direct), stats(ms.one), stats(ms.many)];
     console.log(
@@ -138,25 +147,22 @@ export async function proxyBench(o: ProxyBenchOptions): Promise<string[]> {
     const added = many.p50 - one.p50;
     console.log(`added latency of ${rules[1]!.toLocaleString("en")} rules at the median: ${fmtMs(added)} ms (target at most 0.3 ms): ${added <= 0.3 ? "ok" : "ABOVE TARGET"}`);
 
-    const [dm, tm] = [quantile(mibs.direct, 0.5), quantile(mibs.tunnel, 0.5)];
+    const med = (p: Path) => quantile(mibs[p], 0.5);
+    const [dm, tm, bm] = [med("direct"), med("tunnel"), med("bare")];
+    const label: Record<Path, string> = {
+      direct: "direct",
+      tunnel: `CONNECT tunnel (the ${rules[1]!.toLocaleString("en")}-rule proxy)`,
+      bare: "bare splice relay (python3, no HTTP, no policy)",
+    };
     console.log(`\nCONNECT throughput: ${o.fileMiB} MiB from the upstream, ${o.fileRuns} runs each, interleaved; MiB/s (median, and every run)`);
-    console.log(
-      table([
-        ["path", "median", "runs"],
-        ["direct", dm.toFixed(0), mibs.direct.map((x) => x.toFixed(0)).join(" ")],
-        [`CONNECT tunnel (the ${rules[1]!.toLocaleString("en")}-rule proxy)`, tm.toFixed(0), mibs.tunnel.map((x) => x.toFixed(0)).join(" ")],
-      ]),
-    );
+    console.log(table([["path", "median", "runs"], ...PATHS.map((p) => [label[p], med(p).toFixed(0), mibs[p].map((x) => x.toFixed(0)).join(" ")])]));
     // CPU seconds per GiB carried, median over the runs: what each party costs the two shared cores.
     const perGiB = (runs: CpuRun[], k: keyof CpuRun) => quantile(runs.map((r) => (r[k] * 1024) / o.fileMiB), 0.5).toFixed(2);
-    console.log(`CPU seconds per GiB carried (median of the runs; the machine's busy time includes the kernel's network work charged to no process)`);
-    console.log(
-      table([
-        ["path", "client", "upstream", "proxy", "machine"],
-        ...(["direct", "tunnel"] as const).map((p) => [p === "direct" ? "direct" : "CONNECT tunnel", ...(["client", "upstream", "proxy", "machine"] as const).map((k) => perGiB(cpu[p], k))]),
-      ]),
-    );
+    console.log(`CPU seconds per GiB carried (median of the runs; "proxy" is the relay in the bare row; the machine's busy time includes the kernel's network work charged to no process)`);
+    console.log(table([["path", "client", "upstream", "proxy", "machine"], ...PATHS.map((p) => [label[p], ...(["client", "upstream", "proxy", "machine"] as const).map((k) => perGiB(cpu[p], k))])]));
     const ratio = tm / dm;
+    // What any relay between the two reaches here: how much of the target this machine allows.
+    console.log(`bare relay / direct: ${((bm / dm) * 100).toFixed(0)} %; tunnel / bare relay: ${((tm / bm) * 100).toFixed(0)} %`);
     console.log(`tunnel / direct: ${(ratio * 100).toFixed(0)} % (target at least 80 %): ${ratio >= 0.8 ? "ok" : "BELOW TARGET"}`);
     return await cleanup();
   } catch (e) {

@@ -4,10 +4,11 @@
 //   proxy UPSTREAM_CIDR RULES...  two built-in proxies (startProxy + policyAdmission) on 127.0.0.1:
 //                        one whose policy is only the rule that allows UPSTREAM_CIDR, one with
 //                        that rule among RULES-1 others
-//   client UPSTREAM PROXY_A PROXY_B N BYTES RUNS PIDS   N requests through each proxy, interleaved,
-//                        and direct; then the file directly and through a CONNECT tunnel, with the
-//                        CPU time each of PIDS (the proxies, the upstream) and the client spent on
-//                        each download, and the machine's; one JSON line out
+//   client UPSTREAM PROXY_A PROXY_B RELAY N BYTES RUNS PIDS   N requests through each proxy,
+//                        interleaved, and direct; then the file directly, through a CONNECT tunnel
+//                        and through the bare relay (bare-relay.py), with the CPU time each of PIDS
+//                        (the proxies, the upstream, the relay) and the client spent on each
+//                        download, and the machine's; one JSON line out
 // Each prints one line when ready (or its result) and exits when its stdin closes, so none
 // outlives the bench however it ends.
 import { readFileSync } from "node:fs";
@@ -150,7 +151,7 @@ async function withCpu<T>(pids: { proxy: number; upstream: number }, f: () => Pr
   return [r, { client: b.client - a.client, proxy: b.proxy - a.proxy, upstream: b.upstream - a.upstream, machine: b.machine - a.machine }];
 }
 
-async function client(upstreamHostPort: string, portA: number, portB: number, n: number, fileBytes: number, fileRuns: number, pids: { proxy: number; upstream: number }): Promise<void> {
+async function client(upstreamHostPort: string, portA: number, portB: number, relayPort: number, n: number, fileBytes: number, fileRuns: number, pids: { proxy: number; upstream: number; relay: number }): Promise<void> {
   const [upHost, upPort] = [upstreamHostPort.slice(0, upstreamHostPort.lastIndexOf(":")), Number(upstreamHostPort.slice(upstreamHostPort.lastIndexOf(":") + 1))];
   const viaProxy = `GET http://${upstreamHostPort}/small HTTP/1.1\r\nHost: ${upstreamHostPort}\r\n\r\n`;
   const direct = `GET /small HTTP/1.1\r\nHost: ${upstreamHostPort}\r\nConnection: close\r\n\r\n`;
@@ -163,15 +164,19 @@ async function client(upstreamHostPort: string, portA: number, portB: number, n:
     ms.one.push(await request(portA, "127.0.0.1", viaProxy));
     ms.many.push(await request(portB, "127.0.0.1", viaProxy));
   }
-  const mibs = { direct: [] as number[], tunnel: [] as number[] };
-  const cpu = { direct: [] as CpuRun[], tunnel: [] as CpuRun[] };
+  const mibs = { direct: [] as number[], tunnel: [] as number[], bare: [] as number[] };
+  const cpu = { direct: [] as CpuRun[], tunnel: [] as CpuRun[], bare: [] as CpuRun[] };
+  const ways = {
+    direct: () => withCpu(pids, () => download(upPort, upHost, null, upstreamHostPort, fileBytes)),
+    tunnel: () => withCpu(pids, () => download(portB, "127.0.0.1", upstreamHostPort, upstreamHostPort, fileBytes)),
+    bare: () => withCpu({ proxy: pids.relay, upstream: pids.upstream }, () => download(relayPort, "127.0.0.1", null, upstreamHostPort, fileBytes)),
+  };
   for (let i = 0; i < fileRuns; i++) {
-    const [d, dc] = await withCpu(pids, () => download(upPort, upHost, null, upstreamHostPort, fileBytes));
-    const [t, tc] = await withCpu(pids, () => download(portB, "127.0.0.1", upstreamHostPort, upstreamHostPort, fileBytes));
-    mibs.direct.push(d);
-    mibs.tunnel.push(t);
-    cpu.direct.push(dc);
-    cpu.tunnel.push(tc);
+    for (const way of ["direct", "tunnel", "bare"] as const) {
+      const [mib, c] = await ways[way]();
+      mibs[way].push(mib);
+      cpu[way].push(c);
+    }
   }
   console.log(JSON.stringify({ ms, mibs, cpu }));
   process.exit(0);
@@ -181,6 +186,9 @@ if (import.meta.main) {
   const [role, ...a] = process.argv.slice(2);
   if (role === "upstream") upstream(a[0]!, a[1]!);
   else if (role === "proxy") await proxy(a[0]!, Number(a[1]));
-  else if (role === "client") await client(a[0]!, Number(a[1]), Number(a[2]), Number(a[3]), Number(a[4]), Number(a[5]), { proxy: Number(a[6]), upstream: Number(a[7]) });
+  else if (role === "client") {
+    const [n, bytes, runs, proxyPid, upstreamPid, relayPid] = a.slice(4).map(Number) as [number, number, number, number, number, number];
+    await client(a[0]!, Number(a[1]), Number(a[2]), Number(a[3]), n, bytes, runs, { proxy: proxyPid, upstream: upstreamPid, relay: relayPid });
+  }
   else throw new Error(`policy-roles: unknown role ${role}`);
 }
