@@ -2,8 +2,8 @@
 // built-in proxy, and what a CONNECT tunnel carries against a direct download of the same file.
 //
 // Everything runs in two namespaces this makes and removes (even on failure): "proxy", with the
-// two proxies and the client (on its loopback), and "upstream", with the HTTP server, joined by a
-// veth pair on 10.209.16.0/30. The machine's own network is not touched, and no request leaves
+// two proxies, the bare relay (bare-relay.py, python3) and the client (on its loopback), and
+// "upstream", with the HTTP server, joined by a veth pair on 10.209.16.0/30. The machine's own network is not touched, and no request leaves
 // these two namespaces. The upstream's address is private: the proxy's guard refuses it unless a
 // rule names it by address or CIDR, so the smaller policy is that one rule, and the larger one has
 // it among 999 others.

@@ -3,7 +3,8 @@
 //     decides on one thread): the rules and requests of bench/policy-mix.ts, no traffic;
 //  2. the latency a 1,000-rule policy adds to a request through the real built-in proxy, against a
 //     policy of the one rule that allows the upstream (target: at most 0.3 ms at the median);
-//  3. CONNECT throughput against a direct download of the same file (target: at least 80 %).
+//  3. CONNECT throughput against a direct download of the same file (target: at least 80 %), and
+//     against a bare splice relay (bench/bare-relay.py, python3), the most this machine allows.
 // 2 and 3 need root: they run in namespaces of the bench's own (bench/policy-proxy.ts).
 //
 // Decisions are measured with whatever JIT tiers this process has: proxywall's `run` executes
