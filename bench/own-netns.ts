@@ -5,10 +5,10 @@
 // the benchmark's HTTP listener runs: the requests never leave namespaces the benchmark made, and
 // the machine's own network is not touched. Two, not one: the proxy refuses the addresses of its
 // own namespace (a guard against reaching the host through it).
-import { existsSync } from "node:fs";
 import { Leftovers } from "./cleanup.ts";
 import { readLines } from "./live.ts";
-import { randomId, requireTool, type Proxywall } from "./support.ts";
+import { enterNetns as enter, makeNetnsPair, removeNetns } from "./netns-pair.ts";
+import { randomId, type Proxywall } from "./support.ts";
 
 /** proxywall's side of the veth pair and the listener's (not in CMD's NO_PROXY: through the proxy). */
 const OWN_ADDR = "10.203.255.1";
@@ -62,16 +62,10 @@ function allowArgs(pw: Proxywall): string[] {
   return (help.stdout.toString() + help.stderr.toString()).includes("--allow=") ? ["--allow", `${LISTEN_ADDR}:${LISTEN_PORT}`] : [];
 }
 
-function ip(args: string[]): void {
-  const p = Bun.spawnSync([requireTool("ip", true), ...args], { stdout: "pipe", stderr: "pipe", timeout: 10_000 });
-  if (p.exitCode !== 0) throw new Error(`ip ${args.join(" ")}: exit ${p.exitCode}: ${p.stderr.toString().trim()}`);
-}
-
 /** Makes the two namespaces and the veth pair between them, and starts the listener; removes all on failure. */
 export async function startOwnNetns(python: string, leftovers: Leftovers): Promise<OwnNetns> {
   const id = randomId();
   const [name, srv] = [`pwbench-${id}`, `pwbench-${id}-srv`];
-  const enter = (ns: string) => [requireTool("nsenter", true), `--net=/run/netns/${ns}`, "--"];
   let server: Bun.Subprocess<"pipe", "pipe", "pipe"> | null = null;
   const close = async (): Promise<string[]> => {
     if (server) {
@@ -80,27 +74,10 @@ export async function startOwnNetns(python: string, leftovers: Leftovers): Promi
       if (!quit) server.kill("SIGKILL");
       await server.exited;
     }
-    const left: string[] = [];
-    for (const ns of [srv, name]) {
-      try {
-        if (existsSync(`/run/netns/${ns}`)) ip(["netns", "del", ns]);
-      } catch (e) {
-        left.push((e as Error).message);
-      }
-    }
-    return left;
+    return removeNetns([srv, name]);
   };
   try {
-    for (const ns of [name, srv]) {
-      leftovers.track(ns);
-      ip(["netns", "add", ns]);
-      ip(["-n", ns, "link", "set", "lo", "up"]);
-    }
-    ip(["-n", name, "link", "add", "pwb0", "type", "veth", "peer", "name", "pwb1", "netns", srv]);
-    ip(["-n", name, "addr", "add", `${OWN_ADDR}/30`, "dev", "pwb0"]);
-    ip(["-n", srv, "addr", "add", `${LISTEN_ADDR}/30`, "dev", "pwb1"]);
-    ip(["-n", name, "link", "set", "pwb0", "up"]);
-    ip(["-n", srv, "link", "set", "pwb1", "up"]);
+    makeNetnsPair({ ns: name, veth: "pwb0", addr: OWN_ADDR }, { ns: srv, veth: "pwb1", addr: LISTEN_ADDR }, (ns) => leftovers.track(ns));
     server = Bun.spawn([...enter(srv), python, "-c", SERVER_PY, LISTEN_ADDR, String(LISTEN_PORT)], { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
     let hits = 0;
     const { promise: listening, resolve } = Promise.withResolvers<boolean>();

@@ -7,7 +7,8 @@
 // these two namespaces. The upstream's address is private: the proxy's guard refuses it unless a
 // rule names it by address or CIDR, so the smaller policy is that one rule, and the larger one has
 // it among 999 others.
-import { existsSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
+import { enterNetns, makeNetnsPair, removeNetns } from "./netns-pair.ts";
 import { fmtMs, quantile, randomId, requireTool, table } from "./support.ts";
 
 const PROXY_ADDR = "10.209.16.1";
@@ -28,11 +29,6 @@ type Child = Bun.Subprocess<"pipe", "pipe", "pipe">;
 /** The ways the file is downloaded, in the order of each round (policy-roles.ts's client). */
 const PATHS = ["direct", "tunnel", "bare"] as const;
 type Path = (typeof PATHS)[number];
-
-function ip(args: string[]): void {
-  const p = Bun.spawnSync([requireTool("ip", true), ...args], { stdout: "pipe", stderr: "pipe", timeout: 10_000 });
-  if (p.exitCode !== 0) throw new Error(`ip ${args.join(" ")}: exit ${p.exitCode}: ${p.stderr.toString().trim()}`);
-}
 
 /** The first line a child prints, as JSON, or an error with its stderr when it ends or takes too long. */
 async function firstLine(c: Child, what: string, timeoutMs: number): Promise<Record<string, unknown>> {
@@ -66,9 +62,8 @@ export async function proxyBench(o: ProxyBenchOptions): Promise<string[]> {
   const [proxyNs, upNs] = [`pwbench-pol-${id}`, `pwbench-pol-${id}-up`];
   const file = `${process.env.TMPDIR ?? "/tmp"}/proxywall-bench-policy-${id}.bin`;
   const children: Child[] = [];
-  const enter = (ns: string) => [requireTool("nsenter", true), `--net=/run/netns/${ns}`, "--"];
   const spawnCmd = (ns: string, cmd: string[], env: Record<string, string | undefined> = process.env) => {
-    const c: Child = Bun.spawn([...enter(ns), ...cmd], { stdin: "pipe", stdout: "pipe", stderr: "pipe", env });
+    const c: Child = Bun.spawn([...enterNetns(ns), ...cmd], { stdin: "pipe", stdout: "pipe", stderr: "pipe", env });
     children.push(c);
     return c;
   };
@@ -77,32 +72,17 @@ export async function proxyBench(o: ProxyBenchOptions): Promise<string[]> {
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
   async function cleanup(): Promise<string[]> {
-    const left: string[] = [];
     for (const c of children) {
       c.stdin.end();
       if (!(await Promise.race([c.exited.then(() => true), Bun.sleep(3000).then(() => false)]))) c.kill("SIGKILL");
       await c.exited;
     }
-    for (const ns of [upNs, proxyNs]) {
-      try {
-        if (existsSync(`/run/netns/${ns}`)) ip(["netns", "del", ns]);
-      } catch (e) {
-        left.push((e as Error).message);
-      }
-    }
+    const left = removeNetns([upNs, proxyNs]);
     rmSync(file, { force: true });
     return left;
   }
   try {
-    for (const ns of [proxyNs, upNs]) {
-      ip(["netns", "add", ns]);
-      ip(["-n", ns, "link", "set", "lo", "up"]);
-    }
-    ip(["-n", proxyNs, "link", "add", "pwbp0", "type", "veth", "peer", "name", "pwbp1", "netns", upNs]);
-    ip(["-n", proxyNs, "addr", "add", `${PROXY_ADDR}/30`, "dev", "pwbp0"]);
-    ip(["-n", upNs, "addr", "add", `${UPSTREAM_ADDR}/30`, "dev", "pwbp1"]);
-    ip(["-n", proxyNs, "link", "set", "pwbp0", "up"]);
-    ip(["-n", upNs, "link", "set", "pwbp1", "up"]);
+    makeNetnsPair({ ns: proxyNs, veth: "pwbp0", addr: PROXY_ADDR }, { ns: upNs, veth: "pwbp1", addr: UPSTREAM_ADDR });
     const fileBytes = o.fileMiB * 1048576;
     // Bytes that do not compress or repeat in short runs; written once, sent with sendfile(2).
     const chunk = crypto.getRandomValues(new Uint8Array(1048576));
