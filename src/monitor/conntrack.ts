@@ -11,7 +11,8 @@
 import { ipv4ToInt, ipv6Groups, formatIPv6 } from "../net/ip-address.ts";
 import { EINTR, errnoName } from "../sys/errno.ts";
 import { be16, NETLINK_NETFILTER, NfnlMessage, NLM_F_REQUEST, NLMSG_ERROR, nfnlAttributes, nlmsgErrno, splitMessages } from "./netlink-codec.ts";
-import { closeFd, openNetlinkSocket, recvNow, sendRaw } from "./netlink-socket.ts";
+import { closeFd } from "../sys/eventfd.ts";
+import { openNetlinkSocket, recvNow, sendRaw } from "./netlink-socket.ts";
 import { AF_INET, AF_INET6 } from "../sys/socket-abi.ts";
 
 const NFNL_SUBSYS_CTNETLINK = 1;

@@ -2,26 +2,21 @@
 // poll(2) until a message or a wake-up arrives, about 0.15 ms after a packet. Blocking is the
 // point here; on the main thread it would freeze the event loop (netlink-stream.ts reads there).
 import { EAGAIN, EBADF, EINTR, ENOBUFS, errnoName } from "../sys/errno.ts";
+import { makeEventFd } from "../sys/eventfd.ts";
 import { errno, libc } from "../sys/libc.ts";
 import { NetlinkError } from "./netlink-codec.ts";
 import { recvNow } from "./netlink-socket.ts";
 
 const POLLIN = 0x1;
 const POLLNVAL = 0x20;
-const EFD_NONBLOCK = 0o4000;
-const EFD_CLOEXEC = 0o2000000;
 /** Largest read: one netlink message with a full copy range fits many times over. */
 const READ_BYTES = 1 << 17;
 
-/** An eventfd that wakes a thread blocked in readUntilWoken() (see wakeUp). */
+/** An eventfd that wakes a thread blocked in readUntilWoken() (see eventfd.ts's wake). */
 export function makeWakeFd(): number {
-  const fd = libc().eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (fd < 0) throw new NetlinkError(`eventfd failed: ${errnoName(errno())}`, errno());
+  const fd = makeEventFd();
+  if (fd < 0) throw new NetlinkError(`eventfd failed: ${errnoName(-fd)}`, -fd);
   return fd;
-}
-
-export function wakeUp(wakeFd: number): void {
-  libc().write(wakeFd, new BigUint64Array([1n]), 8);
 }
 
 export interface PolledSocket {

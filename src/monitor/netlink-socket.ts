@@ -9,6 +9,7 @@
 // requests come back as NLMSG_ERROR (NETLINK_CAP_ACK set). Constants: include/uapi/linux/netlink.h,
 // asm-generic/socket.h.
 import { readdirSync, readlinkSync } from "node:fs";
+import { closeFd } from "../sys/eventfd.ts";
 import { EINTR, ENOBUFS, EPERM, errnoName } from "../sys/errno.ts";
 import { errno, libc } from "../sys/libc.ts";
 import { inNetns } from "../sys/netns.ts";
@@ -64,9 +65,6 @@ export function setReceiveBuffer(fd: number, bytes: number): void {
   if (!setIntOption(fd, SOL_SOCKET, SO_RCVBUFFORCE, bytes)) setIntOption(fd, SOL_SOCKET, SO_RCVBUF, bytes);
 }
 
-export function closeFd(fd: number): void {
-  libc().close(fd);
-}
 
 /** Sends one message to the kernel; returns 0 or the errno. Never blocks (netlink to the kernel is synchronous). */
 export function sendRaw(fd: number, msg: Uint8Array): number {

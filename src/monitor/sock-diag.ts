@@ -14,7 +14,8 @@ import type { FullTuple } from "../net/five-tuple.ts";
 import { ipv4ToInt, ipv6Groups } from "../net/ip-address.ts";
 import { EINTR, ENOENT, errnoName } from "../sys/errno.ts";
 import { NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_HDRLEN } from "./netlink-codec.ts";
-import { closeFd, openNetlinkSocket, recvNow, sendRaw } from "./netlink-socket.ts";
+import { closeFd } from "../sys/eventfd.ts";
+import { openNetlinkSocket, recvNow, sendRaw } from "./netlink-socket.ts";
 import { AF_INET, AF_INET6 } from "../sys/socket-abi.ts";
 
 const NETLINK_SOCK_DIAG = 4;

@@ -4,8 +4,9 @@
 // is an error of Watch.open(); the thread reads them (fds belong to the process).
 import type { ProcessInfo, Source } from "../events/schema.ts";
 import type { PacketFields } from "../kernel-log/log-fields.ts";
-import { closeAndRelease, closeFd, fdLink } from "./netlink-socket.ts";
-import { makeWakeFd, wakeUp } from "./netlink-poll.ts";
+import { closeAndRelease, fdLink } from "./netlink-socket.ts";
+import { closeFd, wake } from "../sys/eventfd.ts";
+import { makeWakeFd } from "./netlink-poll.ts";
 import { bindNflog } from "./nflog-socket.ts";
 import { bindNfqueue } from "./nfqueue-socket.ts";
 import { bindResponder, type ResponderSocket } from "./dns-responder.ts";
@@ -109,7 +110,7 @@ export function startWatchThread(o: WatchThreadOptions): WatchThread {
   let closing: Promise<void> | null = null;
   const stop = () =>
     (stopping ??= (async () => {
-      wakeUp(init.wakeFd);
+      wake(init.wakeFd);
       await Promise.race([stopped, Bun.sleep(STOP_TIMEOUT_MS)]);
       worker.terminate();
     })());

@@ -11,7 +11,8 @@
 //
 // PROXYWALL_NO_SPLICE=1 keeps every tunnel on the JS relay (for measurements against it).
 import type net from "node:net";
-import { closeFd, dupFd, epollCreate, makeEventFd, makePipe, wake } from "../sys/splice.ts";
+import { closeFd, makeEventFd, wake } from "../sys/eventfd.ts";
+import { dupFd, epollCreate, makePipe } from "../sys/splice.ts";
 import { workerPath } from "../sys/worker-path.ts";
 
 /**

@@ -11,9 +11,10 @@
 // kernel says EAGAIN.
 import {
   EPOLL_EVENT_SIZE, EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP,
-  closeFd, drainEventFd, epollAdd, epollWait, eventData, eventFlags, finPending, shutdownWrite, socketError, splice, writeFd,
+  epollAdd, epollWait, eventData, eventFlags, finPending, shutdownWrite, socketError, splice, writeFd,
 } from "../sys/splice.ts";
-import { EAGAIN, EINTR } from "../sys/errno.ts";
+import { EAGAIN, EINTR, errnoName } from "../sys/errno.ts";
+import { closeFd, drainEventFd } from "../sys/eventfd.ts";
 import { IdleClock } from "./idle-clock.ts";
 import type { SpliceEnd, SpliceEnding, ToSpliceThread } from "./splice-relay.ts";
 
@@ -164,7 +165,7 @@ function run(): void {
   while (owed <= 0 && relays.size > 0) {
     const wait = Math.max(0, Math.ceil(nextLook - performance.now()));
     const n = epollWait(ep, events, Number.isFinite(wait) ? Math.min(wait, 2 ** 31 - 1) : -1);
-    if (n < 0 && n !== -EINTR) throw new Error(`epoll_wait failed: errno ${-n}`);
+    if (n < 0 && n !== -EINTR) throw new Error(`epoll_wait failed: ${errnoName(-n)}`);
     for (let i = 0; i < n; i++) {
       const tag = eventData(view, i);
       if (tag === WAKE_TAG) owed += drainEventFd(wakeFd);
@@ -191,7 +192,7 @@ function add(m: Extract<ToSpliceThread, { t: "add" }>): void {
   relays.set(r.id, r);
   const events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
   const e = Math.min(epollAdd(ep, r.client, events, r.id * 2), epollAdd(ep, r.upstream, events, r.id * 2 + 1));
-  if (e < 0) return void end(r, { kind: "failed", message: `epoll_ctl failed: errno ${-e}` });
+  if (e < 0) return void end(r, { kind: "failed", message: `epoll_ctl failed: ${errnoName(-e)}` });
   // Whatever arrived before the hand-over raised no edge here: move it now.
   if (pump(r, r.up)) pump(r, r.down);
 }
@@ -202,7 +203,7 @@ self.onmessage = (e: MessageEvent<ToSpliceThread>) => {
     ep = m.ep;
     wakeFd = m.wakeFd;
     const err = epollAdd(ep, wakeFd, EPOLLIN, WAKE_TAG);
-    self.postMessage(err < 0 ? { t: "failed", message: `epoll_ctl on the wake-up eventfd: errno ${-err}` } : { t: "ready" });
+    self.postMessage(err < 0 ? { t: "failed", message: `epoll_ctl on the wake-up eventfd: ${errnoName(-err)}` } : { t: "ready" });
     return;
   }
   owed--;

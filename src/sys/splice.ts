@@ -17,8 +17,6 @@ const O_NONBLOCK = 0o4000;
 const O_CLOEXEC = 0o2000000;
 const F_DUPFD_CLOEXEC = 1030;
 const F_SETPIPE_SZ = 1031;
-const EFD_NONBLOCK = 0o4000;
-const EFD_CLOEXEC = 0o2000000;
 
 /** struct epoll_event: packed on x86_64 (u32 events, u64 data: 12 bytes), naturally aligned elsewhere (16). */
 export const EPOLL_EVENT_SIZE = process.arch === "x64" ? 12 : 16;
@@ -41,8 +39,6 @@ export function makePipe(bytes: number): [number, number] | number {
 
 /** A close-on-exec duplicate of `fd` (the same socket, under a descriptor of our own), or -errno. */
 export const dupFd = (fd: number): number => orErrno(libc().fcntl(fd, F_DUPFD_CLOEXEC, 0));
-
-export const closeFd = (fd: number): void => void libc().close(fd);
 
 /** Moves up to `len` bytes from `from` to `to` (one of them a pipe): bytes moved, 0 at end of input, or -errno. */
 export function splice(from: number, to: number, len: number): number {
@@ -86,14 +82,3 @@ export const epollWait = (ep: number, buf: Uint8Array, timeoutMs: number): numbe
 /** The i-th event's flags and tag, of an epollWait result. */
 export const eventFlags = (view: DataView, i: number): number => view.getUint32(i * EPOLL_EVENT_SIZE, true);
 export const eventData = (view: DataView, i: number): number => view.getUint32(i * EPOLL_EVENT_SIZE + DATA_OFFSET, true);
-
-/** An eventfd a thread blocked in epollWait is woken by (see wake). */
-export const makeEventFd = (): number => orErrno(libc().eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
-
-export const wake = (fd: number): void => void libc().write(fd, new BigUint64Array([1n]), 8);
-
-/** Reads (and so resets) an eventfd's counter: the wake-ups since the last read. */
-export function drainEventFd(fd: number): number {
-  const v = new BigUint64Array(1);
-  return Number(libc().read(fd, v, 8)) === 8 ? Number(v[0]) : 0;
-}
