@@ -2,18 +2,11 @@
 // rule inside a guard row that is never allowed is refused, as are relative executable paths), or
 // the one-line error that names where the entry came from and what is wrong.
 import { type HostMatcher, formatRule, parsePorts, parseRule, DEFAULT_PORTS } from "./rules.ts";
-import { type Cidr, type IP, carriedIPv4, formatCidr, wordMask } from "./address.ts";
+import { type IP, carriedIPv4, cidrContains, formatCidr } from "./address.ts";
 import { GUARD_ROWS, METADATA_NAMES, isLocalhostName } from "./guard.ts";
 import { type RawEntry, readPolicyFile } from "./file.ts";
 import { Policy, type PolicyContext, type PolicyOptions } from "./policy.ts";
 import type { Rule } from "./rule-index.ts";
-
-function insideCidr(c: Cidr, ip: IP): boolean {
-  if (ip.v === 4) return c.ip.v === 4 && ((ip.n & wordMask(c.len, 0)) >>> 0) === c.ip.n;
-  if (c.ip.v !== 6) return false;
-  for (let i = 0; i < 4; i++) if (((ip.w[i]! & wordMask(c.len, 32 * i)) >>> 0) !== c.ip.w[i]) return false;
-  return true;
-}
 
 /** The "never" guard row (or metadata/localhost name) that a whole allow rule falls in, if any. */
 function neverProblem(host: HostMatcher): string | null {
@@ -30,7 +23,7 @@ function neverProblem(host: HostMatcher): string | null {
   for (const row of GUARD_ROWS) {
     if (row.kind !== "never") continue;
     for (const rc of row.cidrs) {
-      if (rc.ip.v === checkIp.v && checkLen >= rc.len && insideCidr(rc, checkIp)) {
+      if (checkLen >= rc.len && cidrContains(rc, checkIp)) {
         return `${formatCidr(c)} is ${row.label} (${formatCidr(rc)}), which the guard always refuses`;
       }
     }

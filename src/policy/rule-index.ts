@@ -114,7 +114,6 @@ function firstTaking(list: readonly IndexedRule[], port: number, exe: string | n
 /** One action's rules: how many, and its address rules by prefix length, longest first. */
 export class RuleIndex {
   count = 0;
-  nameCount = 0;
   addrCount = 0;
   /** Per prefix length 0..32: masked address (int32) -> rules; `v4Lens` lists the lengths used, longest first. */
   private readonly v4: Map<number, IndexedRule[]>[] = [];
@@ -126,10 +125,7 @@ export class RuleIndex {
 
   add(r: IndexedRule): void {
     this.count++;
-    if (r.cidr === null) {
-      this.nameCount++;
-      return;
-    }
+    if (r.cidr === null) return;
     this.addrCount++;
     const { ip, len } = r.cidr;
     if (ip.v === 4) {
